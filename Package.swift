@@ -1,0 +1,71 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "kvwarm",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "kvwarm", targets: ["kvwarm"]),
+        .library(name: "KVWarm", targets: ["KVWarm"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        .target(
+            name: "KVWarm",
+            dependencies: [
+                "CCurl",
+                "CSystemd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
+            name: "kvwarm",
+            dependencies: [
+                "KVWarm",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "KVWarmTestSupport",
+            dependencies: ["KVWarm"],
+            path: "Tests/KVWarmTestSupport"
+        ),
+        .testTarget(
+            name: "KVWarmTests",
+            dependencies: [
+                "KVWarm", "KVWarmTestSupport",
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "KVWarmServerTests",
+            dependencies: ["KVWarm", "KVWarmTestSupport"]
+        ),
+        .testTarget(
+            name: "KVWarmEndToEndTests",
+            dependencies: ["KVWarm", "KVWarmTestSupport"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
