@@ -58,14 +58,6 @@ let package = Package(
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(
-            name: "KVWarmServerTests",
-            dependencies: ["KVWarm", "KVWarmTestSupport"]
-        ),
-        .testTarget(
-            name: "KVWarmEndToEndTests",
-            dependencies: ["KVWarm", "KVWarmTestSupport"]
-        ),
     ],
     swiftLanguageModes: [.v6]
 )
