@@ -1,0 +1,88 @@
+import Foundation
+
+/// The llama-server endpoint a template's real requests go to.
+public enum TemplateEndpoint: String, Sendable, Codable, CaseIterable {
+    /// `/v1/chat/completions`: the template is one message rendered by the server's chat template.
+    case chat
+    /// `/completion`: the template text is the raw prompt.
+    case completion
+}
+
+/// The chat role the template text takes in a conversation.
+public enum TemplateRole: String, Sendable, Codable, CaseIterable {
+    case user, system
+}
+
+/// One configured template.
+public struct TemplateSpec: Sendable, Equatable, Codable {
+    /// The configured name (also the `TEMPLATE` log field).
+    public var name: String
+    /// Absolute path of the template file.
+    public var path: String
+    public var endpoint: TemplateEndpoint
+    public var role: TemplateRole
+
+    public init(name: String, path: String, endpoint: TemplateEndpoint = .chat, role: TemplateRole = .user) {
+        self.name = name
+        self.path = path
+        self.endpoint = endpoint
+        self.role = role
+    }
+}
+
+/// Where llama-server listens.
+public enum BackendAddress: Sendable, Equatable, CustomStringConvertible {
+    /// `http://host:port` (a path prefix is kept, without a trailing slash).
+    case http(baseURL: String)
+    /// `unix:/path/llama.sock`.
+    case unixSocket(path: String)
+
+    public var description: String {
+        switch self {
+        case .http(let u): u
+        case .unixSocket(let p): "unix:\(p)"
+        }
+    }
+}
+
+/// What to do when the backend is still unreachable at the startup deadline.
+public enum UnavailablePolicy: String, Sendable, Equatable {
+    /// Send READY=1 with a STATUS saying so, and warm when the backend returns.
+    case degraded
+    /// Exit 69 (EX_UNAVAILABLE).
+    case fail
+}
+
+/// The resolved configuration of a kvwarm instance.
+public struct KVWarmConfig: Sendable, Equatable {
+    public struct Backend: Sendable, Equatable {
+        public var address: BackendAddress
+        public var apiKeyFile: String?
+        public var slotSaveDir: String?
+        public var timeout: Duration
+        public var kvTag: String?
+        /// How often a running kvwarm checks the backend for a restart or a new fingerprint.
+        public var checkInterval: Duration
+    }
+
+    public struct Startup: Sendable, Equatable {
+        public var backendWait: Duration
+        public var onUnavailable: UnavailablePolicy
+    }
+
+    public var backend: Backend
+    public var stateDir: String
+    public var debounce: Duration
+    public var maxWait: Duration
+    public var templates: [TemplateSpec]
+    public var includeRoots: [String]
+    public var startup: Startup
+    public var maxTemplateBytes: Int
+    /// Where the config was read from.
+    public var sourcePath: String
+    /// Notices to log once (for example ignored bioproxy keys).
+    public var notices: [String]
+
+    /// The template with `name`, if configured.
+    public func template(named name: String) -> TemplateSpec? { templates.first { $0.name == name } }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reads a template and its includes as one ``TemplateSnapshot``.
+///
+/// Includes are `<{path}>` (bioproxy's syntax, not recursive): absolute, or
+/// relative to the template's directory. After following every symlink the
+/// file must lie inside one of `includeRoots`; anything else — a `../` escape,
+/// an absolute path elsewhere, a symlink pointing out, a symlink loop — is a
+/// ``TemplateProblem`` for that template, never text sent to the model.
+public struct SnapshotLoader: Sendable {
+    public var includeRoots: [String]
+    public var maxBytes: Int
+
+    public init(includeRoots: [String], maxBytes: Int) {
+        // compare against the roots' real paths so a symlinked root still confines
+        self.includeRoots = includeRoots.map { Self.realPath($0) ?? $0 }
+        self.maxBytes = maxBytes
+    }
+
+    /// The include references in `text`, in order of first appearance.
+    public static func includeReferences(in text: String) -> [String] {
+        var refs: [String] = []
+        var rest = Substring(text)
+        while let open = rest.range(of: "<{") {
+            let after = rest[open.upperBound...]
+            guard let close = after.range(of: "}>") else { break }
+            let ref = String(after[..<close.lowerBound])
+            if ref != "message", !ref.isEmpty, !ref.contains("\n"), !refs.contains(ref) { refs.append(ref) }
+            rest = after[close.upperBound...]
+        }
+        return refs
+    }
+
+    /// Loads `spec` now.
+    public func load(_ spec: TemplateSpec) -> Result<TemplateSnapshot, TemplateProblem> {
+        let text: String
+        switch readText(spec.path) {
+        case .success(let t): text = t
+        case .failure(let p): return .failure(p)
+        }
+        if text.isEmpty { return .failure(.empty(path: spec.path)) }
+        let dir = (spec.path as NSString).deletingLastPathComponent
+        var includes: [TemplateSnapshot.Include] = []
+        for ref in Self.includeReferences(in: text) {
+            let lexical = ref.hasPrefix("/") ? ref : dir + "/" + ref
+            let path = (lexical as NSString).standardizingPath
+            guard let real = Self.realPath(path) else {
+                let e = errno
+                if e == ENOENT {
+                    // a dangling symlink or a missing file; say where it would have pointed
+                    return .failure(.includeMissing(reference: ref, path: path))
+                }
+                return .failure(.includeUnreadable(reference: ref, reason: String(cString: strerror(e))))
+            }
+            guard includeRoots.contains(where: { real == $0 || real.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }) else {
+                return .failure(.includeOutsideRoots(reference: ref, resolved: real))
+            }
+            switch readText(real) {
+            case .success(let content): includes.append(.init(reference: ref, path: path, content: content))
+            case .failure(let p): return .failure(.includeUnreadable(reference: ref, reason: p.description))
+            }
+        }
+        return .success(TemplateSnapshot(spec: spec, text: text, includes: includes))
+    }
+
+    /// `realpath(3)`; nil with `errno` set when it fails (ENOENT, ELOOP, EACCES…).
+    static func realPath(_ path: String) -> String? {
+        guard let p = realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
+    func readText(_ path: String) -> Result<String, TemplateProblem> {
+        let fd: FileDescriptor
+        do {
+            // O_NONBLOCK so a FIFO in place of a template cannot hang the pipeline
+            fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.nonBlocking, .closeOnExec])
+        } catch let e as Errno where e == .noSuchFileOrDirectory {
+            return .failure(.missing(path: path))
+        } catch {
+            return .failure(.unreadable(path: path, reason: "\(error)"))
+        }
+        defer { try? fd.close() }
+        var st = stat()
+        guard fstat(fd.rawValue, &st) == 0 else {
+            return .failure(.unreadable(path: path, reason: String(cString: strerror(errno))))
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { return .failure(.notRegularFile(path: path)) }
+        if Int(st.st_size) > maxBytes { return .failure(.tooLarge(path: path, bytes: Int(st.st_size), limit: maxBytes)) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Int(st.st_size))
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n: Int
+            do {
+                n = try chunk.withUnsafeMutableBytes { try fd.read(into: $0, retryOnInterrupt: true) }
+            } catch {
+                return .failure(.unreadable(path: path, reason: "\(error)"))
+            }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+            if bytes.count > maxBytes { return .failure(.tooLarge(path: path, bytes: bytes.count, limit: maxBytes)) }
+        }
+        guard let s = String(validating: bytes, as: UTF8.self), !bytes.contains(0) else {
+            return .failure(.notUTF8(path: path))
+        }
+        return .success(s)
+    }
+}

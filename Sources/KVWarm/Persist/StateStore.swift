@@ -1,0 +1,89 @@
+import Foundation
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reads and atomically writes `state.json` in the state directory.
+///
+/// A write goes to a temporary file in the same directory, is fsynced,
+/// renamed over `state.json`, and the directory is fsynced: a crash at any
+/// point leaves either the old or the new file, never a mix.
+public struct StateStore: Sendable {
+    public let directory: String
+    public var path: String { directory + "/state.json" }
+    static let tempPrefix = "state.json.tmp-"
+
+    public init(directory: String) { self.directory = directory }
+
+    public enum LoadResult: Sendable {
+        case loaded(WarmState)
+        case absent
+        /// Unreadable or of another schema; moved aside to `movedTo`.
+        case discarded(reason: String, movedTo: String?)
+    }
+
+    /// Creates the directory (0700) if needed and removes temporary files left by a crash.
+    public func prepare() throws {
+        if !FileManager.default.fileExists(atPath: directory) {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        where name.hasPrefix(Self.tempPrefix) {
+            try? FileManager.default.removeItem(atPath: directory + "/" + name)
+        }
+    }
+
+    public func load() -> LoadResult {
+        guard let data = FileManager.default.contents(atPath: path) else { return .absent }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        do {
+            let state = try decoder.decode(WarmState.self, from: data)
+            guard state.schemaVersion == WarmState.currentSchema else {
+                return .discarded(reason: "schema \(state.schemaVersion), expected \(WarmState.currentSchema)",
+                                  movedTo: moveAside())
+            }
+            return .loaded(state)
+        } catch {
+            return .discarded(reason: "cannot parse: \(error)", movedTo: moveAside())
+        }
+    }
+
+    private func moveAside() -> String? {
+        let target = path + ".unreadable"
+        try? FileManager.default.removeItem(atPath: target)
+        return (try? FileManager.default.moveItem(atPath: path, toPath: target)) != nil ? target : nil
+    }
+
+    /// Encodes `state` deterministically (sorted keys).
+    public static func encode(_ state: WarmState) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        encoder.dateEncodingStrategy = .iso8601
+        return Array(try encoder.encode(state)) + [0x0A]
+    }
+
+    /// Writes `state` atomically.
+    public func save(_ state: WarmState) throws {
+        let bytes = try Self.encode(state)
+        let tmp = directory + "/" + Self.tempPrefix + String(getpid())
+        let fd = try FileDescriptor.open(FilePath(tmp), .writeOnly, options: [.create, .truncate, .closeOnExec],
+                                         permissions: [.ownerReadWrite])
+        do {
+            try fd.closeAfter {
+                _ = try fd.writeAll(bytes)
+                guard fsync(fd.rawValue) == 0 else { throw Errno(rawValue: errno) }
+            }
+            guard rename(tmp, path) == 0 else { throw Errno(rawValue: errno) }
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+        let dirFD = try FileDescriptor.open(FilePath(directory), .readOnly, options: [.directory, .closeOnExec])
+        defer { try? dirFD.close() }
+        _ = fsync(dirFD.rawValue)
+    }
+}

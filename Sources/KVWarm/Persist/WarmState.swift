@@ -1,0 +1,40 @@
+import Foundation
+
+/// What kvwarm knows about one template's last warm; persisted in the state file.
+public struct WarmRecord: Sendable, Equatable, Codable {
+    /// Digest of the inputs that were warmed.
+    public var digest: String?
+    /// ``BackendFingerprint/digest`` of the server that holds the warm.
+    public var fingerprint: String?
+    /// KV file saved for `digest` under `fingerprint` (a name inside the server's --slot-save-path).
+    public var kvFile: String?
+    /// Tokens in the warm prompt (and in the KV file).
+    public var tokens: Int?
+    public var mode: WarmMode?
+    /// Prompt tokens decoded by the last warm.
+    public var promptN: Int?
+    /// Prompt tokens reused by the last warm (or by its restore probe).
+    public var cacheN: Int?
+    public var warmMS: Double?
+    public var saveMS: Double?
+    public var warmedAt: Date?
+    /// The last failure, cleared by the next success.
+    public var lastError: String?
+    public var lastErrorAt: Date?
+
+    public init() {}
+}
+
+/// The state file's content.
+public struct WarmState: Sendable, Equatable, Codable {
+    public static let currentSchema = 1
+
+    public var schemaVersion: Int = WarmState.currentSchema
+    /// The backend fingerprint last seen.
+    public var backend: BackendFingerprint?
+    /// Fingerprint digests under which a restore was seen not to take; restore is not tried under them again.
+    public var restoreIneffective: [String] = []
+    public var templates: [String: WarmRecord] = [:]
+
+    public init() {}
+}

@@ -1,0 +1,59 @@
+/// A failed call to llama-server, classified for logging (`REASON`) and retry decisions.
+public enum BackendError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Nothing listening, or the socket is missing.
+    case unreachable(String)
+    /// 503: the model is still loading.
+    case loading
+    /// 401: the API key is missing or wrong.
+    case unauthorized
+    /// No complete answer within `backend.timeout_seconds`.
+    case timeout
+    /// The connection broke mid-response.
+    case broken(String)
+    /// Any other non-2xx answer.
+    case http(status: Int, message: String)
+    /// A 2xx answer that is not the JSON we expect.
+    case malformed(String)
+    /// The server lacks a feature (501), e.g. started without --slot-save-path.
+    case unsupported(String)
+    /// The task was cancelled (shutdown or reload).
+    case cancelled
+
+    /// Short cause for the `REASON` log field.
+    public var reason: String {
+        switch self {
+        case .unreachable: "unreachable"
+        case .loading: "loading"
+        case .unauthorized: "unauthorized"
+        case .timeout: "timeout"
+        case .broken: "connection_broken"
+        case .http(let s, _): "http_\(s)"
+        case .malformed: "malformed_response"
+        case .unsupported: "unsupported"
+        case .cancelled: "cancelled"
+        }
+    }
+
+    /// Whether trying again later can help without an operator's action.
+    public var isTransient: Bool {
+        switch self {
+        case .unreachable, .loading, .timeout, .broken, .malformed: true
+        case .http(let s, _): s >= 500
+        case .unauthorized, .unsupported, .cancelled: false
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .unreachable(let m): "backend unreachable: \(m)"
+        case .loading: "backend is loading the model (503)"
+        case .unauthorized: "backend rejected the API key (401): check backend.api_key_file"
+        case .timeout: "backend did not answer within backend.timeout_seconds"
+        case .broken(let m): "connection to the backend broke: \(m)"
+        case .http(let s, let m): "backend answered \(s): \(m)"
+        case .malformed(let m): "backend sent an unexpected response: \(m)"
+        case .unsupported(let m): "backend does not support this: \(m)"
+        case .cancelled: "cancelled"
+        }
+    }
+}

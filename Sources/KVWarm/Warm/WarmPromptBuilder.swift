@@ -1,0 +1,56 @@
+/// Turns a ``RenderedTemplate`` into the exact prefix real requests will share.
+///
+/// - completion endpoint: the rendered text up to `<{message}>`.
+/// - chat endpoint: the conversation is rendered by the server's own chat
+///   template (`POST /apply-template`) with a sentinel where the user's message
+///   goes, and cut at the sentinel. Warming the whole message instead (as
+///   bioproxy does) leaves SWA models able to reuse only what lies before their
+///   last context checkpoint; the exact prefix is reused almost entirely.
+///
+/// Role `user`: the template is the user message, the question continues it.
+/// Role `system`: the template (message placeholder empty) is the system
+/// message and the question is the following user message.
+public struct WarmPromptBuilder: Sendable {
+    /// Stands in for the user's message; never sent to the model.
+    public static let sentinel = "\u{2063}kvwarm-message-sentinel-5c1e\u{2063}"
+
+    public let client: LlamaClient
+
+    public init(client: LlamaClient) { self.client = client }
+
+    public enum Failure: Error, Sendable, Equatable {
+        case backend(BackendError)
+        /// The server's chat template dropped or rewrote the message.
+        case sentinelLost
+    }
+
+    /// The messages sent to `/apply-template` for `rendered` under `spec`.
+    public static func messages(for rendered: RenderedTemplate, role: TemplateRole) -> [(role: String, content: String)] {
+        switch role {
+        case .user:
+            return [("user", rendered.beforeMessage + sentinel + rendered.afterMessage)]
+        case .system:
+            return [("system", rendered.withEmptyMessage), ("user", sentinel)]
+        }
+    }
+
+    /// The full prompt text the server renders (sentinel included), for chat templates.
+    public func serverRendering(_ rendered: RenderedTemplate, spec: TemplateSpec) async throws(Failure) -> String {
+        switch spec.endpoint {
+        case .completion:
+            return rendered.beforeMessage + Self.sentinel + rendered.afterMessage
+        case .chat:
+            do {
+                return try await client.applyTemplate(messages: Self.messages(for: rendered, role: spec.role))
+            } catch { throw .backend(error) }
+        }
+    }
+
+    /// The warm prompt: everything before the user's message.
+    public func prefix(_ rendered: RenderedTemplate, spec: TemplateSpec) async throws(Failure) -> String {
+        if spec.endpoint == .completion { return rendered.beforeMessage }
+        let full = try await serverRendering(rendered, spec: spec)
+        guard let r = full.range(of: Self.sentinel) else { throw .sentinelLost }
+        return String(full[..<r.lowerBound])
+    }
+}
