@@ -20,6 +20,8 @@ public enum LogField {
     public static let kvFile = "KV_FILE"
     public static let path = "PATH_NAME"
     public static let hint = "HINT"
+    /// The `LogEvent.error` of a record, as text (added by the handlers when an error is attached).
+    public static let error = "ERROR"
 }
 
 /// A pipeline stage, as written in the `STAGE` field.
