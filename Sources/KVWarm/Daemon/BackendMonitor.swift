@@ -1,0 +1,84 @@
+import Logging
+import ServiceLifecycle
+
+/// Notices a restarted or changed llama-server and re-warms every template.
+///
+/// Every `backend.check_interval_seconds` (default 5) it makes a light check:
+/// `GET /health`, then `GET /props` + `GET /v1/models` for the fingerprint and
+/// `GET /slots` for the task counter. A restart shows as the backend going
+/// down and up, a fingerprint change, or slot task ids going backwards (task
+/// ids count up from 0 in each server process). The re-warm then restores
+/// from KV files wherever the fingerprint allows.
+public struct BackendMonitor: Service {
+    public let coordinator: WarmCoordinator
+    public let gate: ReadinessGate
+    public let logger: Logger
+    public let interval: Duration
+
+    public init(coordinator: WarmCoordinator, gate: ReadinessGate, logger: Logger, interval: Duration) {
+        self.coordinator = coordinator
+        self.gate = gate
+        self.logger = logger
+        self.interval = interval
+    }
+
+    /// Restart detection from the slots' task ids.
+    public struct TaskCounter: Sendable, Equatable {
+        public private(set) var highest: Int?
+
+        public init() {}
+
+        /// Feeds one `GET /slots`; true when the ids went backwards (a new server process).
+        public mutating func observe(_ slots: [LlamaClient.SlotInfo]) -> Bool {
+            let now = slots.compactMap(\.idTask).max()
+            defer { highest = now }
+            guard let before = highest else { return false }
+            guard let now else { return true }
+            return now < before
+        }
+    }
+
+    public func run() async throws {
+        await gate.wait()
+        var down = false
+        var counter = TaskCounter()
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            let client = await coordinator.parts.client
+            let kvTag = await coordinator.parts.config.backend.kvTag
+            if let error = await client.health() {
+                if error == .cancelled { return }
+                if !down {
+                    down = true
+                    await coordinator.invalidateFingerprint()
+                    logger.warning("backend unavailable: \(error)", metadata: Logger.Metadata.stage(.backend, .backendUnavailable).merging([
+                        LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(error.reason),
+                    ]) { $1 })
+                }
+                continue
+            }
+            let fp: BackendFingerprint
+            do {
+                fp = try await BackendFingerprint.read(from: client, kvTag: kvTag)
+            } catch {
+                continue  // e.g. 401: the warm path reports credential problems
+            }
+            var restarted = down
+            if let slots = try? await client.slots() {
+                if counter.observe(slots) { restarted = true }
+            }
+            let known = await coordinator.fingerprint
+            let changed = await coordinator.updateFingerprint(fp)
+            if known?.build != nil, known?.build != fp.build { restarted = true }
+            if restarted || changed {
+                down = false
+                logger.notice("backend \(changed ? "changed" : "restarted"): re-warming every template",
+                              metadata: Logger.Metadata.stage(.backend, .backendChanged).merging([
+                                  LogField.outcome: .string(Outcome.ok.rawValue),
+                                  LogField.reason: .string(changed ? "fingerprint_changed" : "restarted"),
+                              ]) { $1 })
+                await coordinator.enqueueAll()
+            }
+        }
+    }
+}

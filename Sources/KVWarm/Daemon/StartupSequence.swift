@@ -1,0 +1,97 @@
+import Logging
+import ServiceLifecycle
+
+/// Startup: wait for the backend, warm every template, then READY=1.
+///
+/// While it waits and warms it keeps systemd's start timeout extended
+/// (EXTEND_TIMEOUT_USEC) as long as progress continues, with
+/// `STATUS=warming i/N (name)`. At the backend deadline the configured
+/// policy applies: "degraded" sends READY=1 saying so, "fail" exits 69.
+public struct StartupSequence: Service {
+    public let coordinator: WarmCoordinator
+    public let notifier: Notifier
+    public let gate: ReadinessGate
+    public let logger: Logger
+    /// How often EXTEND_TIMEOUT_USEC is sent, and by how much it extends.
+    public var heartbeat: Duration = .seconds(5)
+    public var extension_: Duration = .seconds(20)
+
+    public init(coordinator: WarmCoordinator, notifier: Notifier, gate: ReadinessGate, logger: Logger) {
+        self.coordinator = coordinator
+        self.notifier = notifier
+        self.gate = gate
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let config = await coordinator.parts.config
+        let client = await coordinator.parts.client
+        let total = config.templates.count
+        let started = ContinuousClock.now
+        logger.info("starting: \(total) templates, backend \(config.backend.address)",
+                    metadata: .stage(.startup, .startupBegin))
+        for n in config.notices {
+            logger.notice("\(n)", metadata: .stage(.startup, .startupBegin))
+        }
+
+        // the backend
+        let clock = ContinuousClock()
+        let deadline = clock.now + config.startup.backendWait
+        var lastReason: BackendError?
+        while true {
+            if let error = await client.health() {
+                lastReason = error
+            } else {
+                lastReason = nil
+                break
+            }
+            if lastReason == .cancelled || Task.isCancelled { return }
+            if clock.now >= deadline { break }
+            notifier.extendTimeout(by: extension_, status: "waiting for backend \(config.backend.address): \(lastReason!.reason)")
+            do { try await Task.sleep(for: .seconds(1)) } catch { return }
+        }
+        if let reason = lastReason {
+            let waited = Int(config.startup.backendWait.milliseconds / 1000)
+            switch config.startup.onUnavailable {
+            case .fail:
+                let status = "failed: backend \(config.backend.address) unavailable after \(waited) s (\(reason.reason))"
+                logger.critical("\(status)", metadata: Logger.Metadata.stage(.startup, .backendUnavailable).merging([
+                    LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(reason.reason),
+                ]) { $1 })
+                notifier.failed(status: status, errno: 113)  // EHOSTUNREACH
+                throw DaemonExit(.unavailable, status)
+            case .degraded:
+                let status = "degraded: backend \(config.backend.address) unavailable (\(reason.reason)); warming \(total) templates when it returns"
+                logger.warning("\(status)", metadata: Logger.Metadata.stage(.startup, .startupDegraded).merging([
+                    LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(reason.reason),
+                ]) { $1 })
+                notifier.ready(status: status)
+                gate.open()
+                return
+            }
+        }
+
+        // the warm
+        await coordinator.enqueueAll()
+        let heartbeatTask = Task {
+            while !Task.isCancelled {
+                let (done, current) = await coordinator.progress()
+                let what = current.map { " (\($0))" } ?? ""
+                notifier.extendTimeout(by: extension_, status: "warming \(min(done + 1, total))/\(total)\(what)")
+                do { try await Task.sleep(for: heartbeat) } catch { return }
+            }
+        }
+        await coordinator.drained()
+        heartbeatTask.cancel()
+        if Task.isCancelled { return }
+        let failed = await coordinator.problems.count
+        let status = "watching \(total) templates (\(failed) failed)"
+        logger.notice("ready: \(status) after \(Int(started.duration(to: .now).milliseconds)) ms",
+                      metadata: Logger.Metadata.stage(.startup, .startupReady).merging([
+                          LogField.outcome: .string(failed == 0 ? Outcome.ok.rawValue : Outcome.failed.rawValue),
+                          LogField.durationMS: .stringConvertible(Int(started.duration(to: .now).milliseconds)),
+                      ]) { $1 })
+        notifier.ready(status: status)
+        gate.open()
+    }
+}

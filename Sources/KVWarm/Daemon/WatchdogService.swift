@@ -1,0 +1,43 @@
+import Logging
+import ServiceLifecycle
+
+/// Sends WATCHDOG=1 while the pipeline makes progress.
+///
+/// It pings every half of `WATCHDOG_USEC`, but only while no warm has been in
+/// flight for longer than `hangAfter` (the request timeout plus a margin): a
+/// pipeline that hangs stops the pings, and systemd restarts the service.
+public struct WatchdogService: Service {
+    public let coordinator: WarmCoordinator
+    public let notifier: Notifier
+    public let pingInterval: Duration
+    public let hangAfter: Duration
+    public let logger: Logger
+
+    public init(coordinator: WarmCoordinator, notifier: Notifier, pingInterval: Duration, hangAfter: Duration,
+                logger: Logger) {
+        self.coordinator = coordinator
+        self.notifier = notifier
+        self.pingInterval = pingInterval
+        self.hangAfter = hangAfter
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        var reported = false
+        while !Task.isCancelled {
+            if let age = await coordinator.inFlightAge(), age > hangAfter {
+                if !reported {
+                    reported = true
+                    logger.error("a warm has been in flight for \(Int(age.milliseconds / 1000)) s: withholding watchdog pings",
+                                 metadata: Logger.Metadata.stage(.warm, .warmFailed).merging([
+                                     LogField.reason: .string("pipeline_hung"),
+                                 ]) { $1 })
+                }
+            } else {
+                reported = false
+                notifier.watchdog()
+            }
+            do { try await Task.sleep(for: pingInterval) } catch { return }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+/// Per-key debounce bookkeeping, free of clocks and tasks.
+///
+/// A key fires `quiet` after its last event, or `maxWait` after its first
+/// pending event when events keep coming. Inputs return no side effects; the
+/// driver asks ``nextDeadline`` and calls ``fire(now:)`` when it passes.
+public struct DebounceStateMachine<Key: Hashable & Sendable, Instant: InstantProtocol>: Sendable
+where Instant.Duration == Duration {
+    struct Pending: Sendable {
+        var first: Instant
+        var last: Instant
+    }
+
+    public let quiet: Duration
+    public let maxWait: Duration
+    private var pending: [Key: Pending] = [:]
+    /// Arrival order, so keys due at the same instant fire in the order they came.
+    private var order: [Key] = []
+
+    public init(quiet: Duration, maxWait: Duration) {
+        self.quiet = quiet
+        self.maxWait = max(maxWait, quiet)
+    }
+
+    /// Whether nothing is pending.
+    public var isIdle: Bool { pending.isEmpty }
+
+    /// Records an event for `key` at `now`.
+    public mutating func received(_ key: Key, at now: Instant) {
+        if var p = pending[key] {
+            p.last = now
+            pending[key] = p
+        } else {
+            pending[key] = Pending(first: now, last: now)
+            order.append(key)
+        }
+    }
+
+    private func deadline(_ p: Pending) -> Instant {
+        let q = p.last.advanced(by: quiet)
+        let m = p.first.advanced(by: maxWait)
+        return q < m ? q : m
+    }
+
+    /// The earliest instant at which some key is due.
+    public var nextDeadline: Instant? {
+        pending.values.map(deadline).min()
+    }
+
+    /// Removes and returns the keys due at `now`, in arrival order.
+    public mutating func fire(now: Instant) -> [Key] {
+        var due: [Key] = []
+        for k in order where pending[k].map({ deadline($0) <= now }) == true {
+            due.append(k)
+        }
+        for k in due { pending[k] = nil }
+        order.removeAll { pending[$0] == nil }
+        return due
+    }
+
+    /// Removes and returns everything pending (used when the input ends).
+    public mutating func flush() -> [Key] {
+        let all = order
+        pending = [:]
+        order = []
+        return all
+    }
+}
