@@ -1,0 +1,191 @@
+import Foundation
+import Testing
+@testable import KVWarm
+import KVWarmTestSupport
+
+/// Real inotify, real tools, temp directories. Every wait has a timeout that fails the test.
+@Suite struct TemplateWatcherLiveTests {
+    /// A watch on `dir/t.txt` (content "a\n") plus the barrier template.
+    private func start() throws -> LiveWatch {
+        let root = try TemporaryDirectory("kvwarm-watch")
+        try root.write("dir/t.txt", "a\n")
+        return try LiveWatch(root: root, ["t": ["dir/t.txt"]])
+    }
+
+    @Test func appendWithEchoReportsExactlyTheTemplate() async throws {
+        let w = try start()
+        try shell("echo more >> \"$1\"", w.root.file("dir/t.txt"))
+        #expect(try await nextChange(w.changes) == .templates(["t"]))
+        try await w.stop()
+    }
+
+    @Test func sedInPlaceIsSeenThroughItsRename() async throws {
+        let w = try start()
+        let path = w.root.file("dir/t.txt")
+        let before = inode(path)
+        try tool("/usr/bin/sed", "-i", "s/a/b/", path)
+        #expect(inode(path) != before, "sed -i is expected to replace the file by rename")
+        try await drain(w.changes, until: "t")
+        try await w.stop()
+    }
+
+    @Test func vimDefaultSaveIsSeenThroughItsRename() async throws {
+        let w = try start()
+        let path = w.root.file("dir/t.txt")
+        let before = inode(path)
+        // Vim's defaults (-N: 'backupcopy' is "auto", 'writebackup' on) save by rename, except that
+        // the default 'backupskip' covers /tmp/* and $TMPDIR/*, where the temp dir lives: clear it.
+        try tool("/usr/bin/vim", "-u", "NONE", "-N", "-es", "-c", "set backupskip=", "-c", "s/a/b/", "-c", "wq", path)
+        #expect(inode(path) != before, "vim's default save (backupcopy=auto) is expected to rename")
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "b\n")
+        try await drain(w.changes, until: "t")
+        try await w.stop()
+    }
+
+    @Test func copyOverIsSeen() async throws {
+        let w = try start()
+        let source = try w.root.write("elsewhere/new.txt", "new\n")
+        try tool("/bin/cp", source, w.root.file("dir/t.txt"))
+        #expect(try await nextChange(w.changes) == .templates(["t"]))
+        try await w.stop()
+    }
+
+    @Test func moveOverIsSeen() async throws {
+        let w = try start()
+        let staged = try w.root.write("dir/t.txt.new", "new\n")
+        try tool("/bin/mv", staged, w.root.file("dir/t.txt"))
+        #expect(try await nextChange(w.changes) == .templates(["t"]))
+        try await w.stop()
+    }
+
+    @Test func touchIsSeen() async throws {
+        let w = try start()
+        try tool("/usr/bin/touch", w.root.file("dir/t.txt"))
+        #expect(try await nextChange(w.changes) == .templates(["t"]))
+        try await w.stop()
+    }
+
+    @Test func removeThenRecreateFile() async throws {
+        let w = try start()
+        try FileManager.default.removeItem(atPath: w.root.file("dir/t.txt"))
+        #expect(try await nextChange(w.changes) == .templates(["t"]))
+        try await w.barrier()
+        try shell("echo again > \"$1\"", w.root.file("dir/t.txt"))
+        #expect(try await nextChange(w.changes) == .templates(["t"]))
+        try await w.stop()
+    }
+
+    @Test func unrelatedFilesInTheSameDirectoryProduceNoChange() async throws {
+        let w = try start()
+        for name in ["other.txt", "4913", ".t.txt.swp", "t.txt~", "sedAb12Cd", ".#t.txt"] {
+            try w.root.write("dir/\(name)", "x\n")
+        }
+        try FileManager.default.removeItem(atPath: w.root.file("dir/4913"))
+        // Nothing may arrive for those: the first element is the barrier's alone.
+        let seen = try await w.barrier()
+        #expect(seen == [.templates(["barrier"])])
+        try shell("echo more >> \"$1\"", w.root.file("dir/t.txt"))
+        #expect(try await nextChange(w.changes) == .templates(["t"]))
+        try await w.stop()
+    }
+
+    @Test func includeFileInAnotherDirectoryMapsToItsTemplateOnly() async throws {
+        let root = try TemporaryDirectory("kvwarm-watch")
+        try root.write("dir/t.txt", "a\n")
+        try root.write("dir/u.txt", "u\n")
+        try root.write("includes/common.txt", "c\n")
+        let w = try LiveWatch(root: root, ["t": ["dir/t.txt", "includes/common.txt"], "u": ["dir/u.txt"]])
+        try shell("echo more >> \"$1\"", root.file("includes/common.txt"))
+        #expect(try await nextChange(w.changes) == .templates(["t"]))
+        try shell("echo more >> \"$1\"", root.file("dir/u.txt"))
+        #expect(try await nextChange(w.changes) == .templates(["u"]))
+        try await w.stop()
+    }
+
+    @Test func sharedFileReportsEveryTemplateUsingIt() async throws {
+        let root = try TemporaryDirectory("kvwarm-watch")
+        try root.write("dir/t.txt", "a\n")
+        try root.write("dir/u.txt", "u\n")
+        try root.write("dir/common.txt", "c\n")
+        let w = try LiveWatch(root: root, ["t": ["dir/t.txt", "dir/common.txt"], "u": ["dir/u.txt", "dir/common.txt"]])
+        try shell("echo more >> \"$1\"", root.file("dir/common.txt"))
+        #expect(try await nextChange(w.changes) == .templates(["t", "u"]))
+        try await w.stop()
+    }
+
+    @Test func templateDirectoryRemovedAndRecreated() async throws {
+        let w = try start()
+        let dir = w.root.file("dir")
+        try tool("/bin/rm", "-rf", dir)
+        try await drain(w.changes, until: "t")
+        try await w.barrier()
+        // The watch now sits on the parent; the directory's creation is seen.
+        try tool("/bin/mkdir", dir)
+        try await drain(w.changes, until: "t")
+        try await w.barrier()
+        // And the new directory itself is watched.
+        try shell("echo x > \"$1\"", w.root.file("dir/t.txt"))
+        #expect(try await nextChange(w.changes) == .templates(["t"]))
+        try await w.stop()
+    }
+
+    @Test func templateDirectoryRemovedAndRecreatedInOneGo() async throws {
+        let w = try start()
+        try shell("rm -rf \"$1\"; mkdir \"$1\"; echo x > \"$1/t.txt\"", w.root.file("dir"))
+        let seen = try await drain(w.changes, until: "t")
+        #expect(!seen.isEmpty)
+        try await w.barrier()
+        // Whatever the interleaving, the recreated directory ends up watched.
+        try shell("echo y >> \"$1\"", w.root.file("dir/t.txt"))
+        #expect(try await nextChange(w.changes) == .templates(["t"]))
+        try await w.stop()
+    }
+
+    @Test func missingDirectoryIsPickedUpWhenCreated() async throws {
+        let root = try TemporaryDirectory("kvwarm-watch")
+        let w = try LiveWatch(root: root, ["t": ["not/yet/t.txt"]])
+        try root.write("not/yet/t.txt", "a\n")  // creates both directories, then the file
+        try await drain(w.changes, until: "t")
+        try await w.barrier()
+        try shell("echo y >> \"$1\"", root.file("not/yet/t.txt"))
+        #expect(try await nextChange(w.changes) == .templates(["t"]))
+        try await w.stop()
+    }
+
+    @Test func configMapStyleDataSymlinkSwap() async throws {
+        let root = try TemporaryDirectory("kvwarm-watch")
+        let dir = root.file("cm")
+        try root.write("cm/..v1/t.txt", "v1\n")
+        try shell("cd \"$1\" && ln -s ..v1 ..data && ln -s ..data/t.txt t.txt", dir)
+        let w = try LiveWatch(root: root, ["t": ["cm/t.txt"]])
+
+        func swap(to version: String, from old: String) throws {
+            try root.write("cm/\(version)/t.txt", "\(version)\n")
+            try shell(
+                "cd \"$1\" && ln -s \"$2\" ..data_tmp && mv -T ..data_tmp ..data && rm -rf \"$3\"",
+                dir, version, old)
+        }
+
+        try swap(to: "..v2", from: "..v1")
+        try await drain(w.changes, until: "t")
+        #expect(try String(contentsOfFile: root.file("cm/t.txt"), encoding: .utf8) == "..v2\n")
+        try await w.barrier()
+        // The watch followed the swap: an in-place write to the new target is seen.
+        try shell("echo more >> \"$1\"", root.file("cm/..v2/t.txt"))
+        #expect(try await nextChange(w.changes) == .templates(["t"]))
+        // And a second swap is seen too.
+        try swap(to: "..v3", from: "..v2")
+        try await drain(w.changes, until: "t")
+        try await w.stop()
+    }
+
+    @Test func cancellingRunFinishesTheStreamAndLaterUpdatesAreHarmless() async throws {
+        let w = try start()
+        w.task.cancel()
+        try await w.task.value
+        #expect(try await nextChange(w.changes) == nil)
+        try w.watcher.update(WatchSet(files: ["t": [w.root.file("dir/t.txt")]]))
+        await #expect(throws: TemplateWatcherError.notRunnable) { try await w.watcher.run() }
+        w.root.remove()
+    }
+}
