@@ -8,6 +8,7 @@ public enum ExitCode: Int32, Sendable {
     case software = 70
     case ioError = 74
     case tempFail = 75
+    case cantCreate = 73
     case noPermission = 77
     case config = 78
 }

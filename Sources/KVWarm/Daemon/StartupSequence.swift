@@ -83,7 +83,8 @@ public struct StartupSequence: Service {
         }
         await coordinator.drained()
         heartbeatTask.cancel()
-        if Task.isCancelled { return }
+        let stopped = await coordinator.stopped
+        if Task.isCancelled || stopped { return }
         let failed = await coordinator.problems.count
         let status = "watching \(total) templates (\(failed) failed)"
         logger.notice("ready: \(status) after \(Int(started.duration(to: .now).milliseconds)) ms",

@@ -128,9 +128,13 @@ public actor WarmCoordinator {
             inFlightTask = nil
             afterPass(name, result)
         }
+        stopped = true
         for w in drainWaiters { w.resume() }
         drainWaiters = []
     }
+
+    /// Whether the worker has stopped (shutdown).
+    public private(set) var stopped = false
 
     /// Passes completed so far and the template in flight, for STATUS.
     public func progress() -> (done: Int, current: String?) { (completedPasses, inFlight) }

@@ -1,0 +1,172 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Assembles the pipeline's services and runs them until shutdown.
+///
+/// Order in the group (graceful shutdown runs in reverse, so the worker stops
+/// first: STOPPING=1, the request in flight is aborted and the state written):
+/// watch → event pump (debounce) → startup → backend monitor → reload → watchdog → worker.
+public struct KVWarmDaemon: Sendable {
+    public var configPath: String
+    public var environment: [String: String]
+    public var notifier: Notifier
+    public var logger: Logger
+
+    public init(configPath: String, environment: [String: String], notifier: Notifier, logger: Logger) {
+        self.configPath = configPath
+        self.environment = environment
+        self.notifier = notifier
+        self.logger = logger
+    }
+
+    /// Loads the config and builds fresh parts (also re-reads the API key file).
+    public static func loadParts(configPath: String, environment: [String: String],
+                                 scheduler: SlotScheduler) throws(ConfigError) -> WarmCoordinator.Parts {
+        let config = try ConfigLoader(environment: environment).load(path: configPath)
+        let key = try readAPIKey(config)
+        let transport = CurlTransport(address: config.backend.address, apiKey: key)
+        return WarmCoordinator.Parts(config: config, transport: transport, scheduler: scheduler)
+    }
+
+    /// The API key from `backend.api_key_file`, trimmed of surrounding white space.
+    public static func readAPIKey(_ config: KVWarmConfig) throws(ConfigError) -> String? {
+        guard let path = config.backend.apiKeyFile else { return nil }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(file: config.sourcePath, key: "backend.api_key_file", message: "cannot read \(path)")
+        }
+        let key = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !key.isEmpty else {
+            throw ConfigError(file: config.sourcePath, key: "backend.api_key_file", message: "\(path) is empty")
+        }
+        guard !key.contains(where: { $0.isNewline || $0 == "\0" }) else {
+            throw ConfigError(file: config.sourcePath, key: "backend.api_key_file",
+                              message: "\(path) holds more than one line")
+        }
+        return key
+    }
+
+    /// Runs until SIGTERM/SIGINT (exit 0) or a fatal startup condition (its exit code).
+    public func run() async -> ExitCode {
+        let scheduler = SlotScheduler()
+        let parts: WarmCoordinator.Parts
+        do {
+            parts = try Self.loadParts(configPath: configPath, environment: environment, scheduler: scheduler)
+        } catch {
+            logger.critical("invalid configuration: \(error)", metadata: Logger.Metadata.stage(.startup, .startupBegin).merging([
+                LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string("bad_config"),
+            ]) { $1 })
+            notifier.failed(status: "invalid configuration: \(error)", errno: 22)
+            return .config
+        }
+        let config = parts.config
+        let store = StateStore(directory: config.stateDir)
+        var state = WarmState()
+        do {
+            try store.prepare()
+        } catch {
+            logger.critical("cannot use state_dir \(config.stateDir): \(error)", metadata: .stage(.startup, .startupBegin))
+            notifier.failed(status: "cannot use state_dir \(config.stateDir)", errno: 13)
+            return .cantCreate
+        }
+        switch store.load() {
+        case .loaded(let s): state = s
+        case .absent: break
+        case .discarded(let reason, let movedTo):
+            logger.warning("state file discarded (\(reason)); moved to \(movedTo ?? "nowhere"); templates re-prefill",
+                           metadata: .stage(.startup, .startupBegin))
+        }
+        // forget templates no longer configured, then sweep KV files nobody owns
+        let names = Set(config.templates.map(\.name))
+        state.templates = state.templates.filter { names.contains($0.key) }
+        let keep = Set(state.templates.values.compactMap(\.kvFile))
+        let removed = parts.persister.sweepOrphans(keep: keep)
+        if !removed.isEmpty {
+            logger.info("removed \(removed.count) orphaned KV files", metadata: Logger.Metadata.stage(.persist, .persisted).merging([
+                "FILES": .string(removed.joined(separator: ",")),
+            ]) { $1 })
+        }
+
+        let coordinator = WarmCoordinator(parts: parts, store: store, state: state, logger: logger)
+        let watcher = TemplateWatcher(logger: logger)
+        let watchLogger = logger
+        await coordinator.setObservers(dependencies: { deps in
+            do {
+                try watcher.update(WatchSet(files: deps))
+            } catch {
+                watchLogger.error("cannot watch template files: \(error)", metadata: Logger.Metadata.stage(.watch, .watchError).merging([
+                    LogField.outcome: .string(Outcome.failed.rawValue),
+                ]) { $1 })
+            }
+        }, progress: nil)
+
+        let gate = ReadinessGate()
+        let debouncer = PerKeyDebouncer<String, ContinuousClock>(quiet: config.debounce, maxWait: config.maxWait,
+                                                                  clock: ContinuousClock())
+        let env = environment
+        let path = configPath
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: WatchService(watcher: watcher)),
+            .init(service: ShutdownCancelling(EventPump(watcher: watcher, coordinator: coordinator,
+                                                        debouncer: debouncer, logger: logger))),
+            .init(service: ShutdownCancelling(StartupSequence(coordinator: coordinator, notifier: notifier,
+                                                              gate: gate, logger: logger)),
+                  successTerminationBehavior: .ignore),
+            .init(service: ShutdownCancelling(BackendMonitor(coordinator: coordinator, gate: gate, logger: logger,
+                                                             interval: config.backend.checkInterval))),
+            .init(service: ShutdownCancelling(ReloadService(coordinator: coordinator, notifier: notifier, gate: gate,
+                                                            logger: logger, load: { () throws(ConfigError) in
+                try Self.loadParts(configPath: path, environment: env, scheduler: scheduler)
+            }))),
+        ]
+        if let ping = WatchdogConfig.fromEnvironment(environment, pid: getpid()) {
+            services.append(.init(service: ShutdownCancelling(WatchdogService(
+                coordinator: coordinator, notifier: notifier, pingInterval: ping,
+                hangAfter: config.backend.timeout * 2 + .seconds(60), logger: logger))))
+        }
+        services.append(.init(service: WarmWorker(coordinator: coordinator, notifier: notifier, logger: logger)))
+
+        var groupConfig = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
+                                                    logger: Logger(label: "kvwarm.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() }))
+        groupConfig.maximumGracefulShutdownDuration = .seconds(3)
+        groupConfig.maximumCancellationDuration = .seconds(1)
+        let group = ServiceGroup(configuration: groupConfig)
+        do {
+            try await group.run()
+        } catch let exit as DaemonExit {
+            await coordinator.flush()
+            return exit.code
+        } catch {
+            if let exit = Self.findExit(error) {
+                await coordinator.flush()
+                return exit.code
+            }
+            logger.critical("stopped on error: \(error)", metadata: .stage(.shutdown, .shutdown))
+            await coordinator.flush()
+            return .software
+        }
+        return .ok
+    }
+
+    static func findExit(_ error: any Error) -> DaemonExit? {
+        if let e = error as? DaemonExit { return e }
+        let mirror = Mirror(reflecting: error)
+        for child in mirror.children {
+            if let inner = child.value as? any Error, let e = findExit(inner) { return e }
+        }
+        return nil
+    }
+}
+
+/// Wraps a service so graceful shutdown cancels it.
+public struct ShutdownCancelling<S: Service>: Service, CustomStringConvertible {
+    public let service: S
+
+    public init(_ service: S) { self.service = service }
+
+    public var description: String { "\(S.self)" }
+
+    public func run() async throws {
+        try await cancelWhenGracefulShutdown { [service] in try await service.run() }
+    }
+}

@@ -1,0 +1,38 @@
+import ArgumentParser
+import Foundation
+import KVWarm
+
+/// `kvwarm check`: validate a config and print the resolved templates.
+struct CheckCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Validate a config file and print the resolved templates (exit 78 when invalid).")
+
+    @OptionGroup var config: ConfigOptions
+
+    func run() async throws {
+        let c = try config.load()
+        do { _ = try KVWarmDaemon.readAPIKey(c) } catch {
+            printError("kvwarm: invalid configuration: \(error)")
+            throw ExitCode(KVWarm.ExitCode.config.rawValue)
+        }
+        for n in c.notices { print("notice: \(n)") }
+        print("config:        \(c.sourcePath)")
+        print("backend:       \(c.backend.address)")
+        print("api key:       \(c.backend.apiKeyFile.map { "from \($0)" } ?? "none")")
+        print("slot_save_dir: \(c.backend.slotSaveDir ?? "(not set: KV files are not pruned by kvwarm)")")
+        print("state_dir:     \(c.stateDir)")
+        print("debounce:      \(Int(c.debounce.milliseconds)) ms (max wait \(Int(c.maxWait.milliseconds)) ms)")
+        print("include_roots: \(c.includeRoots.joined(separator: ", "))")
+        print("templates:     \(c.templates.count)")
+        let loader = SnapshotLoader(includeRoots: c.includeRoots, maxBytes: c.maxTemplateBytes)
+        for t in c.templates {
+            let state: String
+            switch loader.load(t) {
+            case .success(let s): state = "ok, \(s.text.utf8.count) bytes, \(s.includes.count) includes, digest \(s.digest.prefix(12))"
+            case .failure(let p): state = "PROBLEM: \(p)"
+            }
+            print("  \(t.name)  \(t.path)  [\(t.endpoint.rawValue), \(t.role.rawValue)]  \(state)")
+        }
+    }
+}

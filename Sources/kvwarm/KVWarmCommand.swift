@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import KVWarm
+import Logging
+
+/// `kvwarm`: keeps llama-server's KV cache warm for prompt templates.
+@main
+struct KVWarmCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kvwarm",
+        abstract: "Keep llama.cpp's KV cache warm for prompt templates.",
+        discussion: """
+            kvwarm watches template files with inotify and warms llama-server's KV cache for each \
+            template after startup, after every edit and after the server restarts. \
+            See docs/configuration.md for the config file.
+            """,
+        version: KVWarmVersion.string,
+        subcommands: [RunCommand.self, CheckCommand.self, StatusCommand.self, WarmCommand.self, RenderCommand.self]
+    )
+}
+
+/// Options every subcommand that reads the config shares.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "Config file (default: $KVWARM_CONFIG, else /etc/kvwarm/config.json).")
+    var config: String?
+
+    var environment: [String: String] { ProcessInfo.processInfo.environment }
+
+    var path: String { ConfigLoader.configPath(explicit: config, environment: environment) }
+
+    /// Loads the config or exits 78 with the message on stderr.
+    func load() throws -> KVWarmConfig {
+        do {
+            return try ConfigLoader(environment: environment).load(path: path)
+        } catch {
+            printError("kvwarm: invalid configuration: \(error)")
+            throw ExitCode(KVWarm.ExitCode.config.rawValue)
+        }
+    }
+}
+
+struct LogOptions: ParsableArguments {
+    @Option(name: .long, help: "Log format: auto (journal when stderr is the journal), journal, text or json.")
+    var logFormat: LogFormatArgument = .auto
+
+    @Option(name: .long, help: "Minimum log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: LogLevelArgument = .info
+
+    func bootstrap() -> Logger {
+        LoggingSetup.bootstrap(format: logFormat.value, level: logLevel.value,
+                               environment: ProcessInfo.processInfo.environment)
+        var logger = Logger(label: "kvwarm")
+        logger.logLevel = logLevel.value
+        return logger
+    }
+}
+
+struct LogFormatArgument: ExpressibleByArgument {
+    var value: LogFormat
+    init?(argument: String) {
+        guard let v = LogFormat(rawValue: argument) else { return nil }
+        value = v
+    }
+    init(_ v: LogFormat) { value = v }
+    static let auto = LogFormatArgument(.auto)
+    static var allValueStrings: [String] { LogFormat.allCases.map(\.rawValue) }
+}
+
+struct LogLevelArgument: ExpressibleByArgument {
+    var value: Logger.Level
+    init?(argument: String) {
+        guard let v = Logger.Level(rawValue: argument) else { return nil }
+        value = v
+    }
+    init(_ v: Logger.Level) { value = v }
+    static let info = LogLevelArgument(.info)
+    static var allValueStrings: [String] { Logger.Level.allCases.map(\.rawValue) }
+}
+
+func printError(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
