@@ -52,6 +52,10 @@ let package = Package(
             path: "Tests/KVWarmTestSupport"
         ),
         .testTarget(
+            name: "KVWarmServerTests",
+            dependencies: ["KVWarmTestSupport"]
+        ),
+        .testTarget(
             name: "KVWarmTests",
             dependencies: [
                 "KVWarm", "KVWarmTestSupport",

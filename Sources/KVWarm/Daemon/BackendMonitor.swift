@@ -77,6 +77,7 @@ public struct BackendMonitor: Service {
                                   LogField.outcome: .string(Outcome.ok.rawValue),
                                   LogField.reason: .string(changed ? "fingerprint_changed" : "restarted"),
                               ]) { $1 })
+                if restarted { await coordinator.backendRestarted() }
                 await coordinator.enqueueAll()
             }
         }

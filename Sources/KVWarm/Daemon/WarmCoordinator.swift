@@ -231,8 +231,14 @@ public actor WarmCoordinator {
         return fp.digest != previous.digest
     }
 
-    /// Forgets the fingerprint so the next pass reads it again.
-    public func invalidateFingerprint() { fingerprint = nil }
+    /// Forgets which slot holds which template (the backend restarted).
+    public func backendRestarted() { parts.warmer.scheduler.reset() }
+
+    /// Forgets the fingerprint (and slot assignments) so the next pass reads it again.
+    public func invalidateFingerprint() {
+        fingerprint = nil
+        parts.warmer.scheduler.reset()
+    }
 
     /// The KV files the state refers to (kept by the orphan sweep).
     public var ownedKVFiles: Set<String> {
@@ -322,8 +328,8 @@ public actor WarmCoordinator {
         let report: WarmReport
         do {
             switch plan {
-            case .prefill: report = try await p.warmer.prefill(prompt)
-            case .restore(let file): report = try await p.warmer.restore(prompt, fileName: file)
+            case .prefill: report = try await p.warmer.prefill(prompt, template: name)
+            case .restore(let file): report = try await p.warmer.restore(prompt, fileName: file, template: name)
             }
         } catch {
             return backendFailure(name, .warm, error)
@@ -381,7 +387,7 @@ public actor WarmCoordinator {
             do {
                 let saved = try await p.persister.save(
                     slot: report.slot, fileName: fileName, expectedTokens: report.promptTokens,
-                    redo: { () async throws(BackendError) -> Int in try await warmer.prefill(prompt).slot })
+                    redo: { () async throws(BackendError) -> Int in try await warmer.prefill(prompt, template: name).slot })
                 if let old = previous?.kvFile, old != fileName { p.persister.remove(old) }
                 rec.kvFile = saved.fileName
                 rec.saveMS = saved.durationMS

@@ -44,7 +44,7 @@ public struct TemplateWarmer: Sendable {
     }
 
     /// An idle slot to pin, or -1 to let the server pick (no `/slots`, or all busy past `slotWait`).
-    public func idleSlot() async throws(BackendError) -> Int {
+    public func idleSlot(for template: String) async throws(BackendError) -> Int {
         let clock = ContinuousClock()
         let deadline = clock.now + slotWait
         while true {
@@ -54,29 +54,29 @@ public struct TemplateWarmer: Sendable {
             } catch .unsupported {
                 return -1  // --no-slots: the server chooses, it never pins a busy slot itself
             }
-            if let s = scheduler.choose(from: slots) { return s }
+            if let s = scheduler.choose(for: template, from: slots) { return s }
             if clock.now >= deadline { return -1 }
             do { try await Task.sleep(for: .milliseconds(200)) } catch { throw .cancelled }
         }
     }
 
-    /// Prefills `prompt`.
-    public func prefill(_ prompt: String) async throws(BackendError) -> WarmReport {
+    /// Prefills `prompt` for `template`.
+    public func prefill(_ prompt: String, template: String) async throws(BackendError) -> WarmReport {
         let started = ContinuousClock.now
-        let slot = try await idleSlot()
+        let slot = try await idleSlot(for: template)
         let r = try await client.complete(prompt: prompt, slot: slot)
-        scheduler.used(r.slot)
+        scheduler.used(r.slot, by: template)
         return WarmReport(mode: .prefill, slot: r.slot, promptTokens: r.promptTokens, cachedTokens: r.cachedTokens,
                           processedTokens: r.processedTokens, durationMS: started.duration(to: .now).milliseconds)
     }
 
     /// Restores `fileName` and verifies it with a probe; falls back as described above.
-    public func restore(_ prompt: String, fileName: String) async throws(BackendError) -> WarmReport {
+    public func restore(_ prompt: String, fileName: String, template: String) async throws(BackendError) -> WarmReport {
         let started = ContinuousClock.now
-        let slot = try await idleSlot()
+        let slot = try await idleSlot(for: template)
         guard slot >= 0 else {
             // no slot can be pinned for a restore: prefill through the server's choice
-            var r = try await prefill(prompt)
+            var r = try await prefill(prompt, template: template)
             r.fallback = .refused("no idle slot to restore into")
             return r
         }
@@ -90,7 +90,7 @@ public struct TemplateWarmer: Sendable {
             }
         }
         let probe = try await client.complete(prompt: prompt, slot: slot)
-        scheduler.used(probe.slot)
+        scheduler.used(probe.slot, by: template)
         let took = Double(probe.cachedTokens) >= Self.effectiveRestoreRatio * Double(probe.promptTokens)
         if fallback == nil, !took {
             fallback = .ineffective(cached: probe.cachedTokens, of: probe.promptTokens)
