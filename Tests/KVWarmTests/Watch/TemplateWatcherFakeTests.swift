@@ -10,8 +10,8 @@ import KVWarmTestSupport
     /// A real directory holding t.txt (the plan looks at the file system), its real path, and the set.
     private func fixture() throws -> (TemporaryDirectory, String, WatchSet) {
         let root = try TemporaryDirectory("kvwarm-watch-fake")
-        try root.write("dir/t.txt", "a\n")
-        try root.write("dir/u.txt", "a\n")
+        try root.put("dir/t.txt", "a\n")
+        try root.put("dir/u.txt", "a\n")
         let realDir = FileProbe.realpath(root.file("dir"))!
         let set = WatchSet(files: ["t": [root.file("dir/t.txt")], "u": [root.file("dir/u.txt")]])
         return (root, realDir, set)
@@ -164,7 +164,7 @@ import KVWarmTestSupport
     @Test func updateWhileRunningReconcilesWatches() async throws {
         let (root, realDir, set) = try fixture()
         defer { root.remove() }
-        try root.write("other/v.txt", "v\n")
+        try root.put("other/v.txt", "v\n")
         let otherDir = FileProbe.realpath(root.file("other"))!
         let fake = FakeInotify()
         let (watcher, task) = try running(fake, set)
