@@ -177,4 +177,25 @@ import KVWarmTestSupport
         task.cancel()
         try await task.value
     }
+
+    @Test func overflowRefreshesWatchesAndReplacesStaleOnes() async throws {
+        let (root, realDir, set) = try fixture()
+        defer { root.remove() }
+        let fake = FakeInotify()
+        let (watcher, task) = try running(fake, set)
+        let oldWD = try #require(fake.wd(for: realDir))
+        // The directory was replaced during the overflow gap; its IN_IGNORED was lost.
+        fake.replace(realDir)
+        fake.enqueue([InotifyEvent(wd: -1, mask: InotifyMask.queueOverflow)])
+        #expect(try await nextChange(watcher.changes) == .rescanAll)
+        let newWD = try #require(fake.wd(for: realDir))
+        #expect(newWD != oldWD)
+        #expect(fake.script.withLock { $0.removed } == [oldWD])
+        #expect(fake.script.withLock { $0.addCalls.filter { $0 == realDir }.count } == 2)
+        fake.enqueue([InotifyEvent(wd: oldWD, mask: InotifyMask.closeWrite, name: "t.txt")])
+        fake.enqueue([InotifyEvent(wd: newWD, mask: InotifyMask.closeWrite, name: "u.txt")])
+        #expect(try await nextChange(watcher.changes) == .templates(["u"]))
+        task.cancel()
+        try await task.value
+    }
 }

@@ -193,6 +193,28 @@ import KVWarmTestSupport
         try await w.stop()
     }
 
+    @Test func realQueueOverflowYieldsRescanAll() async throws {
+        let root = try TemporaryDirectory("kvwarm-watch")
+        try root.put("dir/t.txt", "a\n")
+        let watcher = TemplateWatcher(logger: LiveWatch.defaultLogger)
+        try watcher.update(WatchSet(files: ["t": [root.file("dir/t.txt")]]))
+        // Nobody reads yet: more events than fs.inotify.max_queued_events overflow the queue.
+        let limit = Int((try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 16384
+        // Each new file gives at least CREATE and CLOSE_WRITE. Skip where the queue is huge.
+        guard limit <= 65536 else { return }
+        try shell("cd \"$1\" && seq -f 'noise%g' 1 \"$2\" | xargs touch", root.file("dir"), String(limit / 2 + 100))
+        let task = Task { try await watcher.run() }
+        // The reads before the overflow record hold only unrelated names: no element for them.
+        #expect(try await nextChange(watcher.changes, within: .seconds(20)) == .rescanAll)
+        // Still watching afterwards.
+        try shell("echo more >> \"$1\"", root.file("dir/t.txt"))
+        try await drain(watcher.changes, until: "t")
+        task.cancel()
+        try await task.value
+        root.remove()
+    }
+
     @Test func cancellingRunFinishesTheStreamAndLaterUpdatesAreHarmless() async throws {
         let w = try start()
         w.task.cancel()

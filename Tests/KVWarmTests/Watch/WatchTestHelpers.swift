@@ -204,6 +204,9 @@ final class FakeInotify: InotifySyscalls {
 
     func wd(for directory: String) -> CInt? { script.withLock { $0.wds[directory] } }
 
+    /// Simulates the directory being replaced by another inode: the next add gets a new wd.
+    func replace(_ directory: String) { script.withLock { _ = $0.wds.removeValue(forKey: directory) } }
+
     /// Queues the result of one future `read()`.
     func enqueue(_ read: Result<[UInt8], Errno>) {
         script.withLock { s in
@@ -231,6 +234,7 @@ final class FakeInotify: InotifySyscalls {
         try script.withLock { (s) throws(Errno) -> CInt in
             s.addCalls.append(path)
             if let e = s.addWatchError { throw e }
+            if let wd = s.wds[path] { return wd }  // as the kernel: same inode, same wd
             let wd = s.nextWD
             s.nextWD += 1
             s.wds[path] = wd
