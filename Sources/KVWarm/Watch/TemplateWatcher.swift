@@ -100,7 +100,7 @@ public final class TemplateWatcher: Sendable {
                 s.phase = .running
                 try openIfNeeded(&s)
                 let wake: WakePipe
-                do throws(Errno) { wake = try WakePipe() } catch { throw .systemCall("pipe2", path: nil, error) }
+                do throws(Errno) { wake = try WakePipe() } catch { throw .systemCall("pipe", path: nil, error) }
                 s.wake = wake
                 return (s.fd!, wake)
             }

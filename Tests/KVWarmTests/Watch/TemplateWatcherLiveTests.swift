@@ -193,6 +193,30 @@ import KVWarmTestSupport
         try await w.stop()
     }
 
+    @Test func symlinkedFileIsWatchedAtItsTargetAndFollowsARelink() async throws {
+        let root = try TemporaryDirectory("kvwarm-watch")
+        try root.put("store-a/t.txt", "a\n")
+        try root.put("store-b/t.txt", "b\n")
+        try root.put("conf/placeholder", "")
+        try tool("/bin/ln", "-s", root.file("store-a/t.txt"), root.file("conf/t.txt"))
+        let w = try LiveWatch(root: root, ["t": ["conf/t.txt"]])
+        // An editor saving the target (rename) is seen although nothing happens in conf/.
+        try tool("/usr/bin/sed", "-i", "s/a/A/", root.file("store-a/t.txt"))
+        try await drain(w.changes, until: "t")
+        try await w.barrier()
+        // Relink to another store: seen in conf/, and the watch moves to the new target.
+        try tool("/bin/ln", "-sfn", root.file("store-b/t.txt"), root.file("conf/t.txt"))
+        try await drain(w.changes, until: "t")
+        try await w.barrier()
+        try shell("echo more >> \"$1\"", root.file("store-b/t.txt"))
+        let c = try await nextChange(w.changes)
+        #expect(c == .templates(["t"]))
+        // The old target no longer concerns t.
+        try shell("echo more >> \"$1\"", root.file("store-a/t.txt"))
+        #expect(try await w.barrier() == [.templates(["barrier"])])
+        try await w.stop()
+    }
+
     @Test func realQueueOverflowYieldsRescanAll() async throws {
         let root = try TemporaryDirectory("kvwarm-watch")
         try root.put("dir/t.txt", "a\n")
