@@ -100,7 +100,7 @@ public final class TemplateWatcher: Sendable {
                 s.phase = .running
                 try openIfNeeded(&s)
                 let wake: WakePipe
-                do throws(Errno) { wake = try WakePipe() } catch { throw .systemCall("pipe2", path: nil, error) }
+                do throws(Errno) { wake = try WakePipe() } catch { throw .systemCall("pipe", path: nil, error) }
                 s.wake = wake
                 return (s.fd!, wake)
             }
@@ -165,13 +165,18 @@ public final class TemplateWatcher: Sendable {
 
     /// Brings the kernel watches in line with a fresh ``WatchPlan``. Repeats while a watch had
     /// to be added (a directory may appear between looking and watching) until the plan is stable.
-    private func reconcile(_ s: inout State) -> ReconcileOutcome {
+    ///
+    /// With `refreshing` (after an overflow, when `IN_IGNORED` records may have been lost) every
+    /// wanted directory is added again: the kernel returns the existing wd for a live watch and a
+    /// new one for a directory that was replaced, whose old watch is then dropped.
+    private func reconcile(_ s: inout State, refreshing: Bool = false) -> ReconcileOutcome {
         var out = ReconcileOutcome()
         guard let fd = s.fd else {
             s.plan = WatchPlan(s.set)
             return out
         }
         var plan = WatchPlan(s.set)
+        var refresh = refreshing
         for _ in 0..<16 {
             s.plan = plan
             let wanted = plan.directories
@@ -186,10 +191,15 @@ public final class TemplateWatcher: Sendable {
                 }
             }
             var changed = false
-            for dir in wanted.sorted() where s.wdByDirectory[dir] == nil {
+            for dir in wanted.sorted() where refresh || s.wdByDirectory[dir] == nil {
                 do throws(Errno) {
                     let wd = try retryingOnInterrupt { () throws(Errno) in
                         try syscalls.addWatch(fd: fd, path: dir, mask: InotifyMask.directoryWatch)
+                    }
+                    if let old = s.wdByDirectory[dir] {
+                        if old == wd { continue }
+                        s.directoriesByWD[old]?.remove(dir)
+                        if s.directoriesByWD[old]?.isEmpty ?? false { dropWatch(old, &s, removeFromKernel: true) }
                     }
                     s.wdByDirectory[dir] = wd
                     s.directoriesByWD[wd, default: []].insert(dir)
@@ -204,6 +214,7 @@ public final class TemplateWatcher: Sendable {
                     if !out.errors.contains(e) { out.errors.append(e) }
                 }
             }
+            refresh = false
             guard changed else { break }
             let next = WatchPlan(s.set)
             if next == plan { break }
@@ -325,7 +336,7 @@ public final class TemplateWatcher: Sendable {
                 }
             }
             if out.reconcile {
-                let r = reconcile(&s)
+                let r = reconcile(&s, refreshing: out.overflow)
                 out.templates.formUnion(r.newDirectoryTemplates)
                 out.errors = r.errors
             }

@@ -10,8 +10,8 @@ import KVWarmTestSupport
     /// A real directory holding t.txt (the plan looks at the file system), its real path, and the set.
     private func fixture() throws -> (TemporaryDirectory, String, WatchSet) {
         let root = try TemporaryDirectory("kvwarm-watch-fake")
-        try root.write("dir/t.txt", "a\n")
-        try root.write("dir/u.txt", "a\n")
+        try root.put("dir/t.txt", "a\n")
+        try root.put("dir/u.txt", "a\n")
         let realDir = FileProbe.realpath(root.file("dir"))!
         let set = WatchSet(files: ["t": [root.file("dir/t.txt")], "u": [root.file("dir/u.txt")]])
         return (root, realDir, set)
@@ -164,7 +164,7 @@ import KVWarmTestSupport
     @Test func updateWhileRunningReconcilesWatches() async throws {
         let (root, realDir, set) = try fixture()
         defer { root.remove() }
-        try root.write("other/v.txt", "v\n")
+        try root.put("other/v.txt", "v\n")
         let otherDir = FileProbe.realpath(root.file("other"))!
         let fake = FakeInotify()
         let (watcher, task) = try running(fake, set)
@@ -174,6 +174,27 @@ import KVWarmTestSupport
         let wd = try #require(fake.wd(for: otherDir))
         fake.enqueue([InotifyEvent(wd: wd, mask: InotifyMask.closeWrite, name: "v.txt")])
         #expect(try await nextChange(watcher.changes) == .templates(["v"]))
+        task.cancel()
+        try await task.value
+    }
+
+    @Test func overflowRefreshesWatchesAndReplacesStaleOnes() async throws {
+        let (root, realDir, set) = try fixture()
+        defer { root.remove() }
+        let fake = FakeInotify()
+        let (watcher, task) = try running(fake, set)
+        let oldWD = try #require(fake.wd(for: realDir))
+        // The directory was replaced during the overflow gap; its IN_IGNORED was lost.
+        fake.replace(realDir)
+        fake.enqueue([InotifyEvent(wd: -1, mask: InotifyMask.queueOverflow)])
+        #expect(try await nextChange(watcher.changes) == .rescanAll)
+        let newWD = try #require(fake.wd(for: realDir))
+        #expect(newWD != oldWD)
+        #expect(fake.script.withLock { $0.removed } == [oldWD])
+        #expect(fake.script.withLock { $0.addCalls.filter { $0 == realDir }.count } == 2)
+        fake.enqueue([InotifyEvent(wd: oldWD, mask: InotifyMask.closeWrite, name: "t.txt")])
+        fake.enqueue([InotifyEvent(wd: newWD, mask: InotifyMask.closeWrite, name: "u.txt")])
+        #expect(try await nextChange(watcher.changes) == .templates(["u"]))
         task.cancel()
         try await task.value
     }

@@ -88,6 +88,21 @@ func inode(_ path: String) -> UInt64 {
     return UInt64(st.st_ino)
 }
 
+extension TemporaryDirectory {
+    /// Like `write`, but the file is written by a child shell, never opened by this process.
+    ///
+    /// Tests run in parallel and spawn tools. A child spawned while this process holds a file
+    /// open for writing shares that open file (even with `O_CLOEXEC`, until its `exec`); if it
+    /// drops it last, the kernel reports `IN_CLOSE_WRITE` then: a stray, late event in a test's
+    /// watch. Files opened only by a child process cannot leak that way.
+    @discardableResult
+    func put(_ name: String, _ text: String) throws -> String {
+        let p = file(name)
+        try shell("mkdir -p \"$(dirname \"$1\")\" && printf '%s' \"$2\" > \"$1\"", p, text)
+        return p
+    }
+}
+
 /// A running watcher over real inotify, with a "barrier" template in its own directory:
 /// writing it and draining until it shows up proves every earlier event was handled.
 struct LiveWatch: Sendable {
@@ -97,15 +112,22 @@ struct LiveWatch: Sendable {
     var changes: AsyncStream<WatchChange> { watcher.changes }
 
     /// `files` are paths relative to `root`, per template.
-    init(root: TemporaryDirectory, _ files: [String: [String]], logger: Logger = Logger(label: "kvwarm.test.watch")) throws {
+    init(root: TemporaryDirectory, _ files: [String: [String]], logger: Logger = LiveWatch.defaultLogger) throws {
         self.root = root
-        try root.write("barrier/b.txt", "0\n")
+        try root.put("barrier/b.txt", "0\n")
         var set: [String: Set<String>] = ["barrier": [root.file("barrier/b.txt")]]
         for (t, paths) in files { set[t] = Set(paths.map(root.file)) }
         let watcher = TemplateWatcher(logger: logger)
         try watcher.update(WatchSet(files: set))
         self.watcher = watcher
         self.task = Task { try await watcher.run() }
+    }
+
+    /// Set `KVWARM_TEST_WATCH_TRACE=1` to see every raw event on stderr.
+    static var defaultLogger: Logger {
+        var l = Logger(label: "kvwarm.test.watch")
+        if ProcessInfo.processInfo.environment["KVWARM_TEST_WATCH_TRACE"] != nil { l.logLevel = .trace }
+        return l
     }
 
     /// Writes the barrier file and consumes changes up to and including its own.
@@ -182,6 +204,9 @@ final class FakeInotify: InotifySyscalls {
 
     func wd(for directory: String) -> CInt? { script.withLock { $0.wds[directory] } }
 
+    /// Simulates the directory being replaced by another inode: the next add gets a new wd.
+    func replace(_ directory: String) { script.withLock { _ = $0.wds.removeValue(forKey: directory) } }
+
     /// Queues the result of one future `read()`.
     func enqueue(_ read: Result<[UInt8], Errno>) {
         script.withLock { s in
@@ -209,6 +234,7 @@ final class FakeInotify: InotifySyscalls {
         try script.withLock { (s) throws(Errno) -> CInt in
             s.addCalls.append(path)
             if let e = s.addWatchError { throw e }
+            if let wd = s.wds[path] { return wd }  // as the kernel: same inode, same wd
             let wd = s.nextWD
             s.nextWD += 1
             s.wds[path] = wd
