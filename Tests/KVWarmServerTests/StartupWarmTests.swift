@@ -20,7 +20,7 @@ struct StartupWarmTests {
         let port = server!.port
         defer { server?.stop() }
 
-        let texts = [
+        var texts = [
             "code": templateText(topic: "code review", sentences: 62),
             "sql": templateText(topic: "SQL tuning", sentences: 62, placeholder: false),
             "ops": templateText(topic: "incident response", sentences: 62),
@@ -43,7 +43,7 @@ struct StartupWarmTests {
         #expect(kv!.notifyMessages.contains { $0.contains("EXTEND_TIMEOUT_USEC=") && $0.contains("STATUS=warming") })
 
         // 2. a client's chat request reuses the warm prefix
-        func assertHits(_ label: String) async throws {
+        func assertHits(_ label: String, _ texts: [String: String]) async throws {
             for (name, text) in texts {
                 let hit: (cached: Int, prompt: Int)
                 if name == "sql" {
@@ -55,7 +55,7 @@ struct StartupWarmTests {
                         "\(label) \(name): cache_n \(hit.cached) of warm prefix \(tokens[name]!) (prompt \(hit.prompt))")
             }
         }
-        try await assertHits("after startup")
+        try await assertHits("after startup", texts)
 
         if swaFull {
             // 3. an edit (sed -i renames over the file) re-prefills, and the next request hits
@@ -65,6 +65,8 @@ struct StartupWarmTests {
             let edit = try await kv!.awaitRecord(["STAGE": "warm", "TEMPLATE": "code", "OUTCOME": "ok"], after: mark)
             #expect(edit["MODE"] == "prefill")
             let edited = try String(contentsOfFile: ws.templates + "/code.txt", encoding: .utf8)
+            #expect(edited != texts["code"])
+            texts["code"] = edited
             let hit = try await server!.chat(filled(edited, "Explain rule five."))
             #expect(Double(hit.cached) >= 0.9 * Double(edit.int("PROMPT_TOKENS")))
 
@@ -98,12 +100,15 @@ struct StartupWarmTests {
             let ineffective = kv!.logRecords.filter { $0["OUTCOME"] == "ineffective" }
             #expect(ineffective.count == 1)
             #expect(ineffective.first?["HINT"]?.contains("--swa-full") == true)
-            #expect(warms.count == 2)
+            // the probe of that restore prefilled its slot; every warm is a prefill, none tried restore again
+            #expect(warms.count == 3)
             #expect(warms.allSatisfy { $0["MODE"] == "prefill" })
+            let restoreAttempts = kv!.logRecords.filter { $0["STAGE"] == "hash" && $0["MODE"] == "restore" }
+            #expect(restoreAttempts.count == 1, "restore is not tried again under this fingerprint")
             let state = try String(contentsOfFile: ws.state + "/state.json", encoding: .utf8)
             #expect(state.contains("restoreIneffective"))
         }
-        try await assertHits("after restart")
+        try await assertHits("after restart", texts)
         #expect(kv!.stop() == 0)
     }
 }
