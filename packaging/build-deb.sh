@@ -134,6 +134,7 @@ fi
 if [ "$1" = purge ]; then
     # state only; KV files in llama-server's slot directory are left alone
     rm -rf /var/lib/kvwarm
+    rmdir --ignore-fail-on-non-empty /etc/kvwarm/templates /etc/kvwarm 2>/dev/null || true
 fi
 exit 0
 POSTRM

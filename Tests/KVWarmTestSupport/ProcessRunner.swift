@@ -29,3 +29,16 @@ public enum ProcessRunner {
         }
     }
 }
+
+extension Process {
+    /// SIGTERM, up to `grace` to exit, then SIGKILL; never spins on a process that ignores SIGTERM.
+    public func stopBounded(grace: TimeInterval = 3) {
+        if isRunning {
+            terminate()
+            let deadline = Date().addingTimeInterval(grace)
+            while isRunning && Date() < deadline { usleep(10_000) }
+            if isRunning { kill(processIdentifier, SIGKILL) }
+        }
+        while isRunning { usleep(10_000) }
+    }
+}

@@ -40,6 +40,7 @@ public struct BackendMonitor: Service {
 
     public func run() async throws {
         await gate.wait()
+        if Task.isCancelled { return }
         var down = false
         var counter = TaskCounter()
         while !Task.isCancelled {

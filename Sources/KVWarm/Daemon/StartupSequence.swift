@@ -84,7 +84,13 @@ public struct StartupSequence: Service {
         await coordinator.drained()
         heartbeatTask.cancel()
         let stopped = await coordinator.stopped
-        if Task.isCancelled || stopped { return }
+        if stopped {
+            // shutdown began during the warm: no READY. Returning now would look to the
+            // service group like an unexpected finish, so wait for this service's turn.
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+            return
+        }
+        if Task.isCancelled { return }
         let failed = await coordinator.problems.count
         let status = "watching \(total) templates (\(failed) failed)"
         logger.notice("ready: \(status) after \(Int(started.duration(to: .now).milliseconds)) ms",

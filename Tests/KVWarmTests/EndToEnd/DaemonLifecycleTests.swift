@@ -1,0 +1,144 @@
+import Foundation
+import KVWarmTestSupport
+import Testing
+
+/// The built `kvwarm` binary against the fault-injecting fake llama-server:
+/// lifecycle paths the real server will not produce on demand.
+@Suite(.serialized) struct DaemonLifecycleTests {
+    /// Starts `Tests/Fixtures/fake_llama_server.py` and returns (process, port).
+    static func startFake(_ args: [String], dir: TemporaryDirectory) throws -> (Process, Int) {
+        try FileManager.default.createDirectory(atPath: dir.file("slots"), withIntermediateDirectories: true)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", KVWarmProcess.repoRoot + "/Tests/Fixtures/fake_llama_server.py", "--port", "0"] + args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var line = Data()
+        while !line.contains(0x0A) {
+            let c = out.fileHandleForReading.availableData
+            if c.isEmpty { break }
+            line.append(c)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.hasPrefix("LISTENING "), let port = Int(text.dropFirst(10).prefix { $0.isNumber }) else {
+            p.terminate()
+            throw FixtureError("fake server did not start: \(text)")
+        }
+        return (p, port)
+    }
+
+    static func writeConfig(_ dir: TemporaryDirectory, port: Int, templates: [String: String],
+                            startup: [String: Any] = ["backend_wait_seconds": 5]) throws -> String {
+        var t: [String: Any] = [:]
+        for (name, text) in templates { t[name] = try dir.write("tpl/\(name).txt", text) }
+        let cfg: [String: Any] = [
+            "backend": ["url": "http://127.0.0.1:\(port)", "slot_save_dir": dir.file("slots"), "timeout_seconds": 10],
+            "state_dir": dir.file("state"), "templates": t, "startup": startup, "debounce_ms": 50,
+        ]
+        try FileManager.default.createDirectory(atPath: dir.file("slots"), withIntermediateDirectories: true)
+        let path = dir.file("config.json")
+        try JSONSerialization.data(withJSONObject: cfg).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    @Test func badConfigExits78NamingTheKey() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = try dir.write("bad.json", #"{"backend": {"url": "http://127.0.0.1:1"}, "templates": {"a": "/tmp/a.txt"}, "debounce": 5}"#)
+        for args in [["check"], ["run", "--log-format", "text"]] {
+            let cmd = args[0]
+            let out = try await ProcessRunner.run(KVWarmProcess.binary, args + ["--config", path])
+            #expect(out.status == 78, "\(cmd): \(out.stderr)")
+            #expect(out.stderr.contains("debounce: unknown key"), "\(cmd): \(out.stderr)")
+        }
+        let syntax = try dir.write("syntax.json", "{\n  \"backend\": {\n    \"url\": \"x\",,\n  }\n}")
+        let out = try await ProcessRunner.run(KVWarmProcess.binary, ["check", "--config", syntax])
+        #expect(out.status == 78)
+        #expect(out.stderr.contains("syntax.json:3:"), "\(out.stderr)")
+    }
+
+    @Test func readyAfterWarmThenReloadAddsATemplate() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let (fake, port) = try Self.startFake(["--slot-save-path", dir.file("slots"), "--prefill-ms-per-token", "2"], dir: dir)
+        defer { fake.stopBounded() }
+        try FileManager.default.createDirectory(atPath: dir.file("slots"), withIntermediateDirectories: true)
+        let text = String(repeating: "Review the code and explain each finding. ", count: 40) + "<{message}>"
+        let config = try Self.writeConfig(dir, port: port, templates: ["a": text])
+        let kv = try KVWarmProcess(arguments: ["run", "--config", config, "--log-format", "json"], directory: dir.path)
+        let ready = try await kv.awaitNotify("READY=1", timeout: .seconds(60))
+        #expect(ready.contains("STATUS=watching 1 templates (0 failed)"))
+        #expect(kv.logRecords.contains { $0["STAGE"] == "warm" && $0["TEMPLATE"] == "a" && $0["OUTCOME"] == "ok" })
+
+        // add a template to the config, then SIGHUP
+        _ = try Self.writeConfig(dir, port: port, templates: ["a": text, "b": "Another long prompt. " + text])
+        let mark = kv.notifyMessages.count
+        kv.signal(SIGHUP)
+        let reloading = try await kv.wait("RELOADING", timeout: .seconds(30)) {
+            kv.notifyMessages.dropFirst(mark).first { $0.contains("RELOADING=1") }
+        }
+        #expect(reloading.contains("MONOTONIC_USEC="))
+        let readyAgain = try await kv.wait("READY after reload", timeout: .seconds(30)) {
+            kv.notifyMessages.dropFirst(mark).first { $0.contains("READY=1") }
+        }
+        #expect(readyAgain.contains("watching 2 templates"))
+        #expect(kv.logRecords.contains { $0["STAGE"] == "warm" && $0["TEMPLATE"] == "b" && $0["OUTCOME"] == "ok" })
+
+        // a bad config on reload keeps the old one and says why
+        try dir.write("config.json", "{ not json")
+        let mark2 = kv.notifyMessages.count
+        kv.signal(SIGHUP)
+        let rejected = try await kv.wait("READY after rejected reload", timeout: .seconds(30)) {
+            kv.notifyMessages.dropFirst(mark2).first { $0.contains("READY=1") }
+        }
+        #expect(rejected.contains("reload rejected"))
+        #expect(kv.logRecords.contains { $0["STAGE"] == "reload" && $0["OUTCOME"] == "failed" })
+        #expect(kv.process.isRunning)
+        #expect(kv.stop() == 0)
+    }
+
+    @Test func sigtermMidWarmExitsZeroWithinFiveSeconds() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        // 40 ms per token: a ~400-token warm takes ~16 s
+        let (fake, port) = try Self.startFake(["--slot-save-path", dir.file("slots"), "--prefill-ms-per-token", "40"], dir: dir)
+        defer { fake.stopBounded() }
+        let text = String(repeating: "Long prompt words for a slow warm. ", count: 60)
+        let config = try Self.writeConfig(dir, port: port, templates: ["slow": text])
+        let kv = try KVWarmProcess(arguments: ["run", "--config", config, "--log-format", "json"], directory: dir.path)
+        try await kv.awaitNotify("STATUS=warming", timeout: .seconds(30))
+        let started = ContinuousClock.now
+        kv.signal(SIGTERM)
+        let status = kv.stop()
+        let took = started.duration(to: .now)
+        #expect(status == 0)
+        #expect(took < .seconds(5), "took \(took)")
+        #expect(kv.notifyMessages.contains { $0.contains("STOPPING=1") })
+        #expect(!kv.notifyMessages.contains { $0.contains("READY=1") })
+        // the state file is consistent JSON after the interrupted warm
+        let data = try Data(contentsOf: URL(fileURLWithPath: dir.file("state/state.json")))
+        #expect((try? JSONSerialization.jsonObject(with: data)) != nil)
+    }
+
+    @Test(arguments: ["degraded", "fail"])
+    func unreachableBackendFollowsThePolicy(policy: String) async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let port = try LlamaServerFixture.freePort()  // nothing listens there
+        let config = try Self.writeConfig(dir, port: port, templates: ["a": "some prompt <{message}>"],
+                                          startup: ["backend_wait_seconds": 1, "on_unavailable": policy])
+        let kv = try KVWarmProcess(arguments: ["run", "--config", config, "--log-format", "json"], directory: dir.path)
+        if policy == "degraded" {
+            let ready = try await kv.awaitNotify("READY=1", timeout: .seconds(30))
+            #expect(ready.contains("STATUS=degraded"))
+            #expect(kv.stop() == 0)
+        } else {
+            let failed = try await kv.wait("exit", timeout: .seconds(30)) { kv.process.isRunning ? nil : kv.process.terminationStatus }
+            #expect(failed == 69)
+            #expect(kv.notifyMessages.contains { $0.contains("ERRNO=") && $0.contains("STATUS=failed") })
+            #expect(!kv.notifyMessages.contains { $0.contains("READY=1") })
+        }
+    }
+}
