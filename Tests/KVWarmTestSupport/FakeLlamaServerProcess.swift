@@ -51,7 +51,7 @@ public final class FakeLlamaServerProcess: @unchecked Sendable {
         let out = Pipe()
         p.standardOutput = out
         p.standardInput = FileHandle.nullDevice
-        FileManager.default.createFile(atPath: dir.file("stderr.log"), contents: nil)
+        _ = FileManager.default.createFile(atPath: dir.file("stderr.log"), contents: nil)
         p.standardError = FileHandle(forWritingAtPath: dir.file("stderr.log"))
         do { try p.run() } catch { dir.remove(); throw error }
 
@@ -70,7 +70,7 @@ public final class FakeLlamaServerProcess: @unchecked Sendable {
             t.start()
         }
         guard let line, line.hasPrefix("LISTENING ") else {
-            p.terminate()
+            kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
             let log = (try? String(contentsOfFile: dir.file("stderr.log"), encoding: .utf8)) ?? ""
             dir.remove()
@@ -81,17 +81,21 @@ public final class FakeLlamaServerProcess: @unchecked Sendable {
             return FakeLlamaServerProcess(process: p, directory: dir, address: .unixSocket(path: where_), port: nil)
         }
         guard let port = Int(where_) else {
-            p.terminate()
+            kill(p.processIdentifier, SIGKILL)
             throw StartFailure(description: "bad LISTENING line: \(line)")
         }
         return FakeLlamaServerProcess(process: p, directory: dir, address: .http(baseURL: "http://127.0.0.1:\(port)"),
                                       port: port)
     }
 
-    /// Terminates the server and removes its directory.
+    /// Kills the server and removes its directory.
+    ///
+    /// SIGKILL, not SIGTERM: a child spawned by `Process` inherits the spawning
+    /// thread's signal mask, and in the test runner SIGTERM is blocked there, so
+    /// the fake would never see a SIGTERM.
     public func stop() {
         if process.isRunning {
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
         directory.remove()

