@@ -324,3 +324,14 @@ struct ConfigSandbox {
         #expect(e?.key == "backend.api_key_file")
     }
 }
+
+@Suite struct BioproxyStateDirectoryTests {
+    @Test(.disabled("bug: bioproxy configs take an empty STATE_DIRECTORY as the state dir \"\" (ConfigLoader.swift bioproxy()); native configs ignore it"))
+    func emptyStateDirectoryIsIgnoredLikeNativeConfigs() throws {
+        let box = try ConfigSandbox()
+        defer { box.dir.remove() }
+        try box.dir.write("prompts/a.txt", "A")
+        let c = try box.load("{\"prefixes\": {\"@a\": \"prompts/a.txt\"}}", environment: ["STATE_DIRECTORY": ""])
+        #expect(c.stateDir == "/var/lib/kvwarm")
+    }
+}
