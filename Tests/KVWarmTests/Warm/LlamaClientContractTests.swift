@@ -1,0 +1,180 @@
+import Foundation
+import Testing
+@testable import KVWarm
+import KVWarmTestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A prompt long enough that 90 % of it is a meaningful share.
+let contractPrompt = "You are a careful code reviewer. Read the change below and list every bug, "
+    + "every missing test and every unclear name, one per line, most severe first, citing the line."
+
+/// Runs `body` against a fresh fake llama-server, stopping it afterwards.
+func withFakeServer<T>(apiKey: String? = nil, unixSocket: Bool = false, arguments: [String] = [],
+                       _ body: (FakeLlamaServerProcess) async throws -> T) async throws -> T {
+    let server = try await FakeLlamaServerProcess.start(apiKey: apiKey, unixSocket: unixSocket, arguments: arguments)
+    defer { server.stop() }
+    return try await body(server)
+}
+
+/// The error `op` throws, or nil when it succeeds.
+func backendError<T>(_ op: () async throws(BackendError) -> T) async -> BackendError? {
+    do {
+        _ = try await op()
+        return nil
+    } catch { return error }
+}
+
+/// A local TCP port with nothing listening on it.
+func unusedPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+@Suite(.timeLimit(.minutes(1))) struct LlamaClientContractTests {
+    @Test func healthyServerAnswers() async throws {
+        try await withFakeServer { server in
+            let client = server.client()
+            #expect(await client.health() == nil)
+            let props = try await client.props()
+            #expect(LlamaClient.int(props["total_slots"]) == 4)
+            let slots = try await client.slots()
+            #expect(slots.map(\.id) == [0, 1, 2, 3])
+            #expect(slots.allSatisfy { !$0.isProcessing })
+            let fp = try await BackendFingerprint.read(from: client, kvTag: nil)
+            #expect(fp.totalSlots == 4)
+            #expect(fp.nCtx == 4096)
+        }
+    }
+
+    @Test func loadingIs503Loading() async throws {
+        try await withFakeServer { server in
+            try await server.setFaults(["loading": [:]])
+            let client = server.client()
+            #expect(await backendError { () async throws(BackendError) in try await client.props() } == .loading)
+            #expect(await client.health() == .loading)
+        }
+    }
+
+    @Test func serverErrorIsHTTP500WithTheMessage() async throws {
+        try await withFakeServer { server in
+            try await server.setFaults(["status": ["status": 500, "message": "boom"]])
+            let e = await backendError { () async throws(BackendError) in try await server.client().props() }
+            #expect(e == .http(status: 500, message: "boom"))
+            #expect(e?.isTransient == true)
+        }
+    }
+
+    @Test func apiKeyIsRequiredAndSentOnEveryRequest() async throws {
+        try await withFakeServer(apiKey: "s3cr3t-key") { server in
+            let anonymous = server.client()
+            #expect(await backendError { () async throws(BackendError) in try await anonymous.props() } == .unauthorized)
+            let wrong = server.client(apiKey: "nope")
+            #expect(await backendError { () async throws(BackendError) in try await wrong.slots() } == .unauthorized)
+
+            let client = server.client(apiKey: "s3cr3t-key")
+            let before = try await server.requests().count
+            _ = try await client.props()
+            _ = try await client.models()
+            _ = try await client.slots()
+            _ = try await client.tokenize("hello")
+            _ = try await client.complete(prompt: contractPrompt, slot: 0)
+            #expect(await client.health() == nil)
+            let log = Array(try await server.requests().dropFirst(before))
+            #expect(log.count == 6)
+            for entry in log {
+                let headers = entry["headers"] as? [String: String] ?? [:]
+                let auth = headers.first { $0.key.lowercased() == "authorization" }?.value
+                #expect(auth == "Bearer s3cr3t-key", "\(entry["path"] ?? "?")")
+                #expect(entry["status"] as? Int == 200)
+            }
+        }
+    }
+
+    @Test func hangPastTheTimeoutIsTimeout() async throws {
+        try await withFakeServer { server in
+            try await server.setFaults(["hang": ["path": "/props"]])
+            let client = server.client(timeout: .milliseconds(500))
+            let clock = ContinuousClock()
+            let start = clock.now
+            let e = await backendError { () async throws(BackendError) in try await client.props() }
+            let elapsed = clock.now - start
+            #expect(e == .timeout)
+            #expect(elapsed >= .milliseconds(450))
+            #expect(elapsed < .milliseconds(1500), "gave up at the timeout, took \(elapsed)")
+        }
+    }
+
+    @Test func connectionRefusedIsUnreachable() async throws {
+        let client = LlamaClient(transport: CurlTransport(address: .http(baseURL: "http://127.0.0.1:\(unusedPort())"),
+                                                          apiKey: nil), timeout: .seconds(2))
+        let e = await backendError { () async throws(BackendError) in try await client.props() }
+        guard case .unreachable = e else { Issue.record("expected unreachable, got \(String(describing: e))"); return }
+        #expect(await client.health() != nil)
+    }
+
+    @Test func missingUnixSocketIsUnreachable() async throws {
+        let client = LlamaClient(transport: CurlTransport(address: .unixSocket(path: "/nonexistent/kvwarm-test.sock"),
+                                                          apiKey: nil), timeout: .seconds(2))
+        let e = await backendError { () async throws(BackendError) in try await client.props() }
+        guard case .unreachable = e else { Issue.record("expected unreachable, got \(String(describing: e))"); return }
+    }
+
+    @Test func malformedJSONIsMalformed() async throws {
+        try await withFakeServer { server in
+            try await server.setFaults(["malformed": ["path": "/props"]])
+            let e = await backendError { () async throws(BackendError) in try await server.client().props() }
+            guard case .malformed = e else { Issue.record("expected malformed, got \(String(describing: e))"); return }
+        }
+    }
+
+    @Test func resetMidBodyIsBroken() async throws {
+        try await withFakeServer { server in
+            try await server.setFaults(["reset": ["path": "/props"]])
+            let e = await backendError { () async throws(BackendError) in try await server.client().props() }
+            guard case .broken = e else { Issue.record("expected broken, got \(String(describing: e))"); return }
+            #expect(e?.isTransient == true)
+        }
+    }
+
+    @Test func unixSocketTransportWorks() async throws {
+        try await withFakeServer(unixSocket: true) { server in
+            guard case .unixSocket(let path) = server.address else { Issue.record("not a unix socket"); return }
+            #expect(path == server.directory.file("s.sock"))
+            let client = server.client()
+            #expect(await client.health() == nil)
+            let r = try await client.complete(prompt: contractPrompt, slot: 1)
+            #expect(r.slot == 1)
+            #expect(r.promptTokens > 20)
+            #expect(try await server.requests(path: "/completion").count == 1)
+        }
+    }
+
+    @Test func cancellingDuringAHangReturnsCancelledPromptly() async throws {
+        try await withFakeServer { server in
+            try await server.setFaults(["hang": ["path": "/props"]])
+            let client = server.client(timeout: .seconds(30))
+            let task = Task { () -> BackendError? in
+                await backendError { () async throws(BackendError) in try await client.props() }
+            }
+            #expect(try await server.waitForRequest(path: "/props"), "the request reached the server")
+            let clock = ContinuousClock()
+            let start = clock.now
+            task.cancel()
+            let e = await task.value
+            let elapsed = clock.now - start
+            #expect(e == .cancelled)
+            #expect(elapsed < .milliseconds(1500), "cancellation took \(elapsed)")
+        }
+    }
+}
