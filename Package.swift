@@ -53,7 +53,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KVWarmServerTests",
-            dependencies: ["KVWarmTestSupport"]
+            dependencies: ["KVWarm", "KVWarmTestSupport"]
         ),
         .testTarget(
             name: "KVWarmTests",

@@ -1,5 +1,6 @@
 import Foundation
 import KVWarmTestSupport
+import KVWarm
 import Testing
 
 /// The spine against the real llama-server and gemma-3-270m: startup warm,
@@ -36,6 +37,8 @@ struct StartupWarmTests {
         var kv: KVWarmProcess? = try ws.startKVWarm()
         let ready = try await kv!.awaitNotify("READY=1")
         #expect(ready.contains("STATUS=watching 3 templates (0 failed)"))
+        // the ready record is written just before READY=1; stderr is ordered, so every earlier record is in
+        try await kv!.awaitRecord(["MESSAGE_ID": MessageID.startupReady.rawValue], timeout: .seconds(10))
         let warmsBeforeReady = kv!.logRecords.filter { $0["STAGE"] == "warm" && $0["OUTCOME"] == "ok" }
         #expect(Set(warmsBeforeReady.compactMap { $0["TEMPLATE"] }) == ["code", "sql", "ops"])
         let tokens = Dictionary(uniqueKeysWithValues: warmsBeforeReady.map { ($0["TEMPLATE"]!, $0.int("PROMPT_TOKENS")) })
@@ -88,6 +91,7 @@ struct StartupWarmTests {
                                               options: opts, port: port)
         kv = try ws.startKVWarm()
         try await kv!.awaitNotify("READY=1")
+        try await kv!.awaitRecord(["MESSAGE_ID": MessageID.startupReady.rawValue], timeout: .seconds(10))
         let warms = kv!.logRecords.filter { $0["STAGE"] == "warm" && $0["OUTCOME"] == "ok" }
         if swaFull {
             #expect(warms.count == 3)

@@ -91,22 +91,12 @@ public final class LlamaServerFixture: @unchecked Sendable {
         throw FixtureError("llama-server did not become healthy within \(timeout)")
     }
 
-    /// Stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it.
-    public func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
+    /// Stops the server and waits for it. Children of the test runner inherit a
+    /// blocked SIGTERM, so this is SIGTERM with a short grace, then SIGKILL.
+    public func stop() { process.stopBounded(grace: 1) }
 
     /// Kills the server abruptly (a crash).
-    public func kill9() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
+    public func kill9() { process.stopBounded(grace: 0) }
 
     deinit { stop() }
 

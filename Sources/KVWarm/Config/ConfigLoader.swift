@@ -39,7 +39,7 @@ public struct ConfigLoader: Sendable {
         } catch {
             throw ConfigError(file: path, line: error.line, message: "syntax error at column \(error.column): \(error.message)")
         }
-        var r = Reader(file: path, environment: environment)
+        let r = Reader(file: path, environment: environment)
         guard case .object(let members) = root.value else {
             throw ConfigError(file: path, line: root.line, message: "the config must be a JSON object, not \(root.value.typeName)")
         }
@@ -106,7 +106,7 @@ private struct Reader {
             guard let base else { throw fail(key, node, "must be an absolute path, got \"\(s)\"") }
             s = base + "/" + s
         }
-        return (s as NSString).standardizingPath
+        return LexicalPath.normalize(s)
     }
 
     func existingDirectory(_ path: String, _ node: JSONNode, _ key: String) throws(ConfigError) {
@@ -325,12 +325,14 @@ private struct Reader {
         guard let prefixes = root["prefixes"] else { throw fail("prefixes", nil, "missing: no templates to warm") }
         // bioproxy resolves relative template paths against its working directory; kvwarm
         // has no meaningful one under systemd, so they resolve against the config's directory.
-        let base = ((file as NSString).standardizingPath as NSString).deletingLastPathComponent
+        let absoluteFile = file.hasPrefix("/") ? file : FileManager.default.currentDirectoryPath + "/" + file
+        let base = (LexicalPath.normalize(absoluteFile) as NSString).deletingLastPathComponent
         let templates = try templateSpecs(prefixes, base: base.isEmpty ? nil : base, stripAt: true)
         return KVWarmConfig(
             backend: .init(address: address, apiKeyFile: nil, slotSaveDir: nil, timeout: .seconds(600), kvTag: nil,
                            checkInterval: .seconds(5)),
-            stateDir: environment["STATE_DIRECTORY"].map { String($0.split(separator: ":").first ?? "") } ?? "/var/lib/kvwarm",
+            stateDir: environment["STATE_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) }
+                ?? "/var/lib/kvwarm",
             debounce: .milliseconds(150), maxWait: .milliseconds(2000),
             templates: templates, includeRoots: defaultIncludeRoots(templates),
             startup: .init(backendWait: .seconds(120), onUnavailable: .degraded),

@@ -48,7 +48,7 @@ public struct SnapshotLoader: Sendable {
         var includes: [TemplateSnapshot.Include] = []
         for ref in Self.includeReferences(in: text) {
             let lexical = ref.hasPrefix("/") ? ref : dir + "/" + ref
-            let path = (lexical as NSString).standardizingPath
+            let path = LexicalPath.normalize(lexical)
             guard let real = Self.realPath(path) else {
                 let e = errno
                 if e == ENOENT {

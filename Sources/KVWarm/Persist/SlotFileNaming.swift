@@ -38,7 +38,8 @@ public enum SlotFileNaming {
         guard s.count > 13, let dash = s.lastIndex(of: "-") else { return false }
         let hex = s[s.index(after: dash)...]
         let stem = s[..<dash]
-        guard hex.count == 12, hex.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else { return false }
+        guard hex.count == 12, hex.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) || ("a"..."f").contains($0) })
+        else { return false }
         return !stem.isEmpty && stem.unicodeScalars.allSatisfy {
             ("A"..."Z").contains($0) || ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-"
         }

@@ -326,7 +326,7 @@ struct ConfigSandbox {
 }
 
 @Suite struct BioproxyStateDirectoryTests {
-    @Test(.disabled("bug: bioproxy configs take an empty STATE_DIRECTORY as the state dir \"\" (ConfigLoader.swift bioproxy()); native configs ignore it"))
+    @Test
     func emptyStateDirectoryIsIgnoredLikeNativeConfigs() throws {
         let box = try ConfigSandbox()
         defer { box.dir.remove() }

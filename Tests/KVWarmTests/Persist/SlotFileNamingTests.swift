@@ -57,7 +57,7 @@ import KVWarmTestSupport
         #expect(!SlotFileNaming.isPartial(name))
     }
 
-    @Test(.disabled("bug: isKVWarmFile accepts non-ASCII hex digits (Character.isHexDigit includes fullwidth forms)"))
+    @Test
     func fullwidthHexDigitsAreRejected() {
         // U+FF10… fullwidth digits/letters are isHexDigit in Swift; kvwarm never writes them
         #expect(!SlotFileNaming.isKVWarmFile("x-\u{FF10}123456789ab.bin"))

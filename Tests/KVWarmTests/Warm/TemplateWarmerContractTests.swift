@@ -9,7 +9,7 @@ import KVWarmTestSupport
 
     /// Prefills the contract prompt and saves it; returns the file name and token count.
     func prefillAndSave(_ server: FakeLlamaServerProcess, _ warmer: TemplateWarmer) async throws -> (String, Int) {
-        let report = try await warmer.prefill(contractPrompt)
+        let report = try await warmer.prefill(contractPrompt, template: "t")
         #expect(report.mode == .prefill)
         #expect(report.processedTokens == report.promptTokens)
         let persister = SlotPersister(client: warmer.client, slotSaveDir: server.slotSavePath)
@@ -26,7 +26,7 @@ import KVWarmTestSupport
         try await withFakeServer { server in
             let warmer = TemplateWarmer(client: server.client(), scheduler: SlotScheduler())
             let (name, tokens) = try await prefillAndSave(server, warmer)
-            let r = try await warmer.restore(contractPrompt, fileName: name)
+            let r = try await warmer.restore(contractPrompt, fileName: name, template: "t")
             #expect(r.mode == .restore)
             #expect(r.fallback == nil)
             #expect(r.promptTokens == tokens)
@@ -40,7 +40,7 @@ import KVWarmTestSupport
             let warmer = TemplateWarmer(client: server.client(), scheduler: SlotScheduler())
             let (name, tokens) = try await prefillAndSave(server, warmer)
             try await server.setFaults(["restore_400": ["message": "invalid slot save file"]])
-            let r = try await warmer.restore(contractPrompt, fileName: name)
+            let r = try await warmer.restore(contractPrompt, fileName: name, template: "t")
             #expect(r.fallback == .refused("invalid slot save file"))
             #expect(r.mode == .prefill)
             #expect(r.promptTokens == tokens)
@@ -52,7 +52,7 @@ import KVWarmTestSupport
             let warmer = TemplateWarmer(client: server.client(), scheduler: SlotScheduler())
             let (name, tokens) = try await prefillAndSave(server, warmer)
             try await server.setFaults(["low_cache_n": [:]])
-            let r = try await warmer.restore(contractPrompt, fileName: name)
+            let r = try await warmer.restore(contractPrompt, fileName: name, template: "t")
             #expect(r.fallback == .ineffective(cached: 0, of: tokens))
             #expect(r.mode == .prefill)
         }
@@ -61,7 +61,7 @@ import KVWarmTestSupport
     @Test func shortSaveIsRedoneOnce() async throws {
         try await withFakeServer { server in
             let warmer = TemplateWarmer(client: server.client(), scheduler: SlotScheduler())
-            let report = try await warmer.prefill(contractPrompt)
+            let report = try await warmer.prefill(contractPrompt, template: "t")
             try await server.setFaults(["short_n_saved": ["times": 1]])
             let redos = Atomic<Int>(0)
             let persister = SlotPersister(client: warmer.client, slotSaveDir: server.slotSavePath)
@@ -69,7 +69,7 @@ import KVWarmTestSupport
             let saved = try await persister.save(slot: report.slot, fileName: name, expectedTokens: report.promptTokens,
                                                  redo: { () async throws(BackendError) -> Int in
                 redos.add(1, ordering: .relaxed)
-                return try await warmer.prefill(contractPrompt).slot
+                return try await warmer.prefill(contractPrompt, template: "t").slot
             })
             #expect(redos.load(ordering: .relaxed) == 1)
             #expect(saved.tokens == report.promptTokens)
@@ -82,7 +82,7 @@ import KVWarmTestSupport
     func persistentShortSaveFails(knowsSlotDir: Bool) async throws {
         try await withFakeServer { server in
             let warmer = TemplateWarmer(client: server.client(), scheduler: SlotScheduler())
-            let report = try await warmer.prefill(contractPrompt)
+            let report = try await warmer.prefill(contractPrompt, template: "t")
             try await server.setFaults(["short_n_saved": ["delta": 2]])
             let redos = Atomic<Int>(0)
             let persister = SlotPersister(client: warmer.client, slotSaveDir: knowsSlotDir ? server.slotSavePath : nil)
@@ -110,7 +110,7 @@ import KVWarmTestSupport
     @Test func saveFailureRemovesThePartial() async throws {
         try await withFakeServer { server in
             let warmer = TemplateWarmer(client: server.client(), scheduler: SlotScheduler())
-            let report = try await warmer.prefill(contractPrompt)
+            let report = try await warmer.prefill(contractPrompt, template: "t")
             try await server.setFaults(["save_enospc": [:]])
             let persister = SlotPersister(client: warmer.client, slotSaveDir: server.slotSavePath)
             do {
