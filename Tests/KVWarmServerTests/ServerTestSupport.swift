@@ -33,8 +33,8 @@ struct Workspace {
         }
     }
 
-    func writeConfig(backend: String, templates: [String: Any], extra: [String: Any] = [:],
-                     backendExtra: [String: Any] = [:]) throws {
+    func writeConfig(backend: String, backendExtra: [String: Any] = [:], templates: [String: Any],
+                     extra: [String: Any] = [:]) throws {
         var backendObj: [String: Any] = ["url": backend, "slot_save_dir": slots, "timeout_seconds": 300]
         backendObj.merge(backendExtra) { $1 }
         var o: [String: Any] = ["backend": backendObj, "state_dir": state, "templates": templates,

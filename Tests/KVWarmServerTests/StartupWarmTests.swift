@@ -27,7 +27,7 @@ struct StartupWarmTests {
             "ops": templateText(topic: "incident response", sentences: 62),
         ]
         for (n, t) in texts { try t.write(toFile: ws.templates + "/\(n).txt", atomically: true, encoding: .utf8) }
-        try ws.writeConfig(backend: server!.backendURL, templates: [
+        try ws.writeConfig(backend: server!.backendURL, backendExtra: ["check_interval_seconds": 1], templates: [
             "code": ws.templates + "/code.txt",
             "sql": ["path": ws.templates + "/sql.txt", "role": "system"],
             "ops": ws.templates + "/ops.txt",
@@ -81,7 +81,37 @@ struct StartupWarmTests {
             #expect(touched.int("CACHED_TOKENS") >= touched.int("PROMPT_TOKENS") - 2)
         }
 
-        // 5. stop both, restart both: kvwarm comes back by restore where restores work
+        // 5. kvwarm render shows the prompt as the server renders it, and the warmable prefix
+        let render = try await ProcessRunner.run(KVWarmProcess.binary, ["render", "ops", "--config", ws.config])
+        #expect(render.status == 0, "\(render.stderr)")
+        #expect(render.stdout.contains("<{message}>") && render.stdout.contains("incident response"))
+        #expect(render.stderr.contains("warmable prefix: \(tokens["ops"]!) tokens"), "\(render.stderr)")
+        let status = try await ProcessRunner.run(KVWarmProcess.binary, ["status", "--json", "--config", ws.config])
+        let statusJSON = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+        #expect((statusJSON?["backend"] as? [String: Any])?["healthy"] as? Bool == true)
+        #expect((statusJSON?["templates"] as? [[String: Any]])?.count == 3)
+
+        if swaFull {
+            // 6. llama-server crashes and comes back under a running kvwarm: it notices and re-warms by restore
+            let mark = kv!.logRecords.count
+            server!.kill9()
+            server = try await LlamaServerFixture(slotDir: ws.slots, logPath: ws.dir.file("server-crash.log"),
+                                                  options: opts, port: port)
+            var rewarmed: [String: [String: String]] = [:]
+            _ = try await kv!.wait("re-warm of all templates", timeout: .seconds(60)) { () -> Bool? in
+                for r in kv!.logRecords.dropFirst(mark) where r["STAGE"] == "warm" && r["OUTCOME"] == "ok" {
+                    rewarmed[r["TEMPLATE"]!] = r
+                }
+                return rewarmed.count == 3 ? true : nil
+            }
+            for (name, r) in rewarmed {
+                #expect(r["MODE"] == "restore", "\(name): \(r)")
+                #expect(r.int("PROMPT_TOKENS") - r.int("CACHED_TOKENS") <= 2, "\(name): \(r)")
+            }
+            try await assertHits("after llama-server restart", texts)
+        }
+
+        // 7. stop both, restart both: kvwarm comes back by restore where restores work
         let stopMark = kv!.notifyMessages.count
         #expect(kv!.stop() == 0)
         #expect(kv!.notifyMessages.dropFirst(stopMark).contains { $0.contains("STOPPING=1") })
