@@ -12,6 +12,8 @@ public final class LlamaServerFixture: @unchecked Sendable {
         public var apiKey: String?
         public var unixSocket: String?
         public var extraArgs: [String] = []
+        /// Another GGUF path (e.g. a copy of the model, to change the fingerprint).
+        public var model: String?
         public init() {}
     }
 
@@ -53,7 +55,7 @@ public final class LlamaServerFixture: @unchecked Sendable {
         self.options = options
         self.logPath = logPath
         self.port = try port ?? Self.freePort()
-        var args = ["-m", Self.model, "--host", options.unixSocket ?? "127.0.0.1", "--port", String(self.port),
+        var args = ["-m", options.model ?? Self.model, "--host", options.unixSocket ?? "127.0.0.1", "--port", String(self.port),
                     "--slot-save-path", slotDir, "-c", String(options.contextSize), "-t", "2"]
         if options.swaFull { args.append("--swa-full") }
         if let np = options.parallel { args += ["-np", String(np)] }
