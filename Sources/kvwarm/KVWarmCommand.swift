@@ -28,6 +28,16 @@ struct ConfigOptions: ParsableArguments {
 
     var path: String { ConfigLoader.configPath(explicit: config, environment: environment) }
 
+    /// Loads the config and builds the pipeline parts (API key included), or exits 78.
+    func loadParts() throws -> WarmCoordinator.Parts {
+        do {
+            return try KVWarmDaemon.loadParts(configPath: path, environment: environment, scheduler: SlotScheduler())
+        } catch {
+            printError("kvwarm: invalid configuration: \(error)")
+            throw ExitCode(KVWarm.ExitCode.config.rawValue)
+        }
+    }
+
     /// Loads the config or exits 78 with the message on stderr.
     func load() throws -> KVWarmConfig {
         do {

@@ -12,14 +12,7 @@ struct RenderCommand: AsyncParsableCommand {
     @Argument(help: "Template name.") var name: String
 
     func run() async throws {
-        let parts: WarmCoordinator.Parts
-        do {
-            parts = try KVWarmDaemon.loadParts(configPath: config.path, environment: config.environment,
-                                               scheduler: SlotScheduler())
-        } catch {
-            printError("kvwarm: invalid configuration: \(error)")
-            throw ExitCode(KVWarm.ExitCode.config.rawValue)
-        }
+        let parts = try config.loadParts()
         guard let spec = parts.config.template(named: name) else {
             printError("kvwarm: no such template: \(name)")
             throw ExitCode(KVWarm.ExitCode.usage.rawValue)

@@ -17,14 +17,7 @@ struct WarmCommand: AsyncParsableCommand {
     func run() async throws {
         signal(SIGPIPE, SIG_IGN)
         let logger = log.bootstrap()
-        let parts: WarmCoordinator.Parts
-        do {
-            parts = try KVWarmDaemon.loadParts(configPath: config.path, environment: config.environment,
-                                               scheduler: SlotScheduler())
-        } catch {
-            printError("kvwarm: invalid configuration: \(error)")
-            throw ExitCode(KVWarm.ExitCode.config.rawValue)
-        }
+        let parts = try config.loadParts()
         let unknown = names.filter { parts.config.template(named: $0) == nil }
         guard unknown.isEmpty else {
             printError("kvwarm: no such template: \(unknown.joined(separator: ", "))")

@@ -9,6 +9,8 @@ import Glibc
 ///
 /// Start it with ``start(apiKey:unixSocket:arguments:)``; stop it with ``stop()``
 /// (safe to call twice; use `defer`). The control API is reached without the API key.
+// @unchecked: every stored property is a `let` set in init; `Process` itself is not marked
+// Sendable but is only signalled and queried (isRunning), which Foundation does under its own lock.
 public final class FakeLlamaServerProcess: @unchecked Sendable {
     public struct StartFailure: Error, CustomStringConvertible {
         public var description: String

@@ -2,8 +2,9 @@ import Foundation
 
 /// Starts the provisioned llama-server (built by `.ci/provision`) on a free
 /// loopback port, with `--slot-save-path` in a temp dir, and tears it down.
+// @unchecked: every stored property is a `let` set in init; `Process` is not marked Sendable but
+// is only signalled and queried (isRunning), which Foundation does under its own lock.
 public final class LlamaServerFixture: @unchecked Sendable {
-    // @unchecked: `process` is set once in init and only read afterwards; stop() is idempotent via Process.
 
     public struct Options: Sendable {
         public var swaFull = true
