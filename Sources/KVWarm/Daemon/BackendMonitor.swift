@@ -41,7 +41,8 @@ public struct BackendMonitor: Service {
     public func run() async throws {
         await gate.wait()
         if Task.isCancelled { return }
-        var down = false
+        // after a degraded startup nothing has been warmed yet: the first healthy check warms everything
+        var down = await coordinator.fingerprint == nil
         var counter = TaskCounter()
         while !Task.isCancelled {
             do { try await Task.sleep(for: interval) } catch { return }

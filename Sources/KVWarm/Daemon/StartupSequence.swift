@@ -74,10 +74,18 @@ public struct StartupSequence: Service {
         // the warm
         await coordinator.enqueueAll()
         let heartbeatTask = Task {
+            // a pass can legitimately run up to the request timeout; past that it is stuck,
+            // and systemd's own start timeout should be allowed to end the start
+            let stuckAfter = config.backend.timeout + .seconds(30)
             while !Task.isCancelled {
                 let (done, current) = await coordinator.progress()
                 let what = current.map { " (\($0))" } ?? ""
-                notifier.extendTimeout(by: extension_, status: "warming \(min(done + 1, total))/\(total)\(what)")
+                let status = "warming \(min(done + 1, total))/\(total)\(what)"
+                if let age = await coordinator.inFlightAge(), age > stuckAfter {
+                    notifier.status(status + ": no progress")
+                } else {
+                    notifier.extendTimeout(by: extension_, status: status)
+                }
                 do { try await Task.sleep(for: heartbeat) } catch { return }
             }
         }

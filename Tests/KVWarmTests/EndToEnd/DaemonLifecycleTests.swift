@@ -143,4 +143,28 @@ import Testing
             #expect(!kv.notifyMessages.contains { $0.contains("READY=1") })
         }
     }
+
+    @Test func degradedStartupWarmsWhenTheBackendArrives() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let port = try LlamaServerFixture.freePort()
+        var config = try Self.writeConfig(dir, port: port, templates: ["late": "A prompt that waits for its server. <{message}>"],
+                                          startup: ["backend_wait_seconds": 0.5, "on_unavailable": "degraded"])
+        // a fast backend check so the test need not wait long
+        var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: config))) as! [String: Any]
+        var backend = cfg["backend"] as! [String: Any]
+        backend["check_interval_seconds"] = 0.3
+        cfg["backend"] = backend
+        try JSONSerialization.data(withJSONObject: cfg).write(to: URL(fileURLWithPath: config))
+        config = dir.file("config.json")
+        let kv = try KVWarmProcess(arguments: ["run", "--config", config, "--log-format", "json"], directory: dir.path)
+        let ready = try await kv.awaitNotify("READY=1", timeout: .seconds(30))
+        #expect(ready.contains("STATUS=degraded"))
+        #expect(!kv.logRecords.contains { $0["STAGE"] == "warm" && $0["OUTCOME"] == "ok" })
+        let (fake, _) = try Self.startFake(["--slot-save-path", dir.file("slots"), "--port", String(port)], dir: dir)
+        defer { fake.stopBounded() }
+        let warm = try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "late", "OUTCOME": "ok"], timeout: .seconds(30))
+        #expect(warm["MODE"] == "prefill")
+        #expect(kv.stop() == 0)
+    }
 }
