@@ -167,4 +167,40 @@ import Testing
         #expect(warm["MODE"] == "prefill")
         #expect(kv.stop() == 0)
     }
+
+    @Test func editsDuringAWarmQueueOneFollowUpWithTheLatestContent() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        // ~20 ms per token: the first warm of ~150 tokens takes ~3 s
+        let (fake, port) = try Self.startFake(["--slot-save-path", dir.file("slots"), "--prefill-ms-per-token", "20"], dir: dir)
+        defer { fake.stopBounded() }
+        let base = String(repeating: "Steady words for a slow warm. ", count: 25)
+        let config = try Self.writeConfig(dir, port: port, templates: ["t": "v1 " + base + "<{message}>"])
+        let kv = try KVWarmProcess(arguments: ["run", "--config", config, "--log-format", "json", "--log-level", "debug"], directory: dir.path)
+        try await kv.awaitNotify("READY=1", timeout: .seconds(60))
+        let mark = kv.logRecords.count
+        // v2 starts a warm; v3, v4, v5 arrive while it is in flight (each after the 50 ms debounce)
+        for v in 2...5 {
+            try (base + "v\(v) <{message}>").write(toFile: dir.file("tpl/t.txt"), atomically: false, encoding: .utf8)
+            if v == 2 {
+                try await kv.awaitRecord(["STAGE": "hash", "TEMPLATE": "t"], after: mark, timeout: .seconds(10))
+            } else {
+                try await kv.awaitRecord(["STAGE": "debounce", "TEMPLATE": "t"],
+                                         after: kv.logRecords.count, timeout: .seconds(10))
+            }
+        }
+        var warms: [[String: String]] = []
+        _ = try await kv.wait("two warms", timeout: .seconds(30)) { () -> Bool? in
+            warms = kv.logRecords.dropFirst(mark).filter { $0["STAGE"] == "warm" && $0["OUTCOME"] == "ok" }
+            return warms.count >= 2 ? true : nil
+        }
+        // nothing more follows: the queue is empty once the follow-up is done
+        let requests = try await ProcessRunner.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(port)/__requests?path=/completion"])
+        let log = try JSONSerialization.jsonObject(with: Data(requests.stdout.utf8)) as? [[String: Any]] ?? []
+        let prompts = log.compactMap { ($0["body"] as? [String: Any])?["prompt"] as? String }
+        #expect(prompts.count == 3, "startup + one in flight + one follow-up, got \(prompts.count)")
+        #expect(prompts.last?.contains("v5") == true, "the follow-up warms the latest content")
+        #expect(!prompts.contains { $0.contains("v3") || $0.contains("v4") }, "intermediate versions are never warmed")
+        #expect(kv.stop() == 0)
+    }
 }
