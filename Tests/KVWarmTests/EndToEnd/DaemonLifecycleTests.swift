@@ -181,7 +181,7 @@ import Testing
         let mark = kv.logRecords.count
         // v2 starts a warm; v3, v4, v5 arrive while it is in flight (each after the 50 ms debounce)
         for v in 2...5 {
-            try (base + "v\(v) <{message}>").write(toFile: dir.file("tpl/t.txt"), atomically: false, encoding: .utf8)
+            try ("v\(v) " + base + "<{message}>").write(toFile: dir.file("tpl/t.txt"), atomically: false, encoding: .utf8)
             if v == 2 {
                 try await kv.awaitRecord(["STAGE": "hash", "TEMPLATE": "t"], after: mark, timeout: .seconds(10))
             } else {
