@@ -275,7 +275,7 @@ public actor WarmCoordinator {
         }
         setDependencies(name, snapshot.dependencyPaths)
 
-        let fp: BackendFingerprint
+        var fp: BackendFingerprint
         if let known = fingerprint {
             fp = known
         } else {
@@ -286,12 +286,29 @@ public actor WarmCoordinator {
             }
             updateFingerprint(fp)
         }
-        let fpDigest = fp.digest
         let previous = state.templates[name]
-        let plan = WarmPlanner.plan(
-            digest: snapshot.digest, fingerprint: fpDigest, record: previous,
-            restoreIneffective: state.restoreIneffective.contains(fpDigest),
-            kvFileExists: { p.persister.exists($0) })
+        func decide(_ fp: BackendFingerprint) -> WarmPlan {
+            WarmPlanner.plan(
+                digest: snapshot.digest, fingerprint: fp.digest, record: previous,
+                restoreIneffective: state.restoreIneffective.contains(fp.digest),
+                kvFileExists: { p.persister.exists($0) })
+        }
+        var plan = decide(fp)
+        if case .restore = plan {
+            // the cached fingerprint may predate a server swap the monitor has not seen yet:
+            // a restore must never load a KV file into another model, so confirm it now
+            do {
+                let fresh = try await BackendFingerprint.read(from: p.client, kvTag: p.config.backend.kvTag)
+                if fresh.digest != fp.digest {
+                    updateFingerprint(fresh)
+                    fp = fresh
+                    plan = decide(fp)
+                }
+            } catch {
+                return backendFailure(name, .warm, error)
+            }
+        }
+        let fpDigest = fp.digest
         let unchanged = previous?.digest == snapshot.digest
         var hashFields: Logger.Metadata = [
             LogField.outcome: .string(unchanged ? Outcome.unchanged.rawValue : Outcome.ok.rawValue),

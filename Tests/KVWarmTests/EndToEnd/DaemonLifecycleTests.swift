@@ -203,4 +203,29 @@ import Testing
         #expect(!prompts.contains { $0.contains("v3") || $0.contains("v4") }, "intermediate versions are never warmed")
         #expect(kv.stop() == 0)
     }
+
+    @Test func aTouchRightAfterAModelSwapPrefillsInsteadOfRestoring() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let (fake, port) = try Self.startFake(["--slot-save-path", dir.file("slots")], dir: dir)
+        defer { fake.stopBounded() }
+        // the default backend check (5 s) is far slower than this test's touch
+        let config = try Self.writeConfig(dir, port: port, templates: ["t": "A stable prompt about swaps. <{message}>"])
+        let kv = try KVWarmProcess(arguments: ["run", "--config", config, "--log-format", "json"], directory: dir.path)
+        try await kv.awaitNotify("READY=1", timeout: .seconds(30))
+        // the server now reports another context size (as after a restart with another -c)
+        let control = try await ProcessRunner.run("/usr/bin/curl", [
+            "-s", "-X", "POST", "http://127.0.0.1:\(port)/__control", "-H", "Content-Type: application/json",
+            "--data-binary", #"{"faults": {"fingerprint_flip": {"n_ctx": 2048, "mode": "permanent"}}}"#,
+        ])
+        #expect(control.status == 0)
+        let mark = kv.logRecords.count
+        _ = try await ProcessRunner.run("/usr/bin/touch", [dir.file("tpl/t.txt")])
+        let warm = try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "t", "OUTCOME": "ok"], after: mark,
+                                            timeout: .seconds(20))
+        #expect(warm["MODE"] == "prefill", "a KV file of the old backend was restored: \(warm)")
+        let requests = try await ProcessRunner.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(port)/__requests"])
+        #expect(!requests.stdout.contains("action=restore"))
+        #expect(kv.stop() == 0)
+    }
 }
