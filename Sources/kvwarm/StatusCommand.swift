@@ -56,6 +56,7 @@ struct StatusCommand: AsyncParsableCommand {
             ]
             let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
+            if health != nil { throw ExitCode(KVWarm.ExitCode.unavailable.rawValue) }
             return
         }
         print("backend  \(c.backend.address)  \(health == nil ? "healthy" : "UNAVAILABLE: \(health!)")\(fp.map { "  build \($0.build)" } ?? "")")
@@ -76,5 +77,6 @@ struct StatusCommand: AsyncParsableCommand {
             print(zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }
                 .joined(separator: "  ").trimmingCharacters(in: .whitespaces))
         }
+        if health != nil { throw ExitCode(KVWarm.ExitCode.unavailable.rawValue) }
     }
 }
