@@ -13,7 +13,7 @@ import Testing
 /// cap). An attempt sends at most 3 requests that carry the template (/apply-template,
 /// /tokenize, /completion, save/restore count separately below), so the tests assert
 /// ≤ 27 template requests per 60 s, and measure ≤ 15 over a 12 s persistent fault.
-@Suite struct BackendFaultTests {
+@Suite struct HostileBackendFaultTests {
     struct Case: Sendable, CustomStringConvertible {
         var id: String
         var faults: String  // JSON, set fresh for each phase

@@ -4,7 +4,7 @@ import Testing
 
 /// Every file in `Tests/Fixtures/bad-configs/` (see its README): `kvwarm check` exits 78 naming
 /// the key; as a SIGHUP reload the running config stays in force and the log says why.
-@Suite(.serialized) struct BadConfigCorpusTests {
+@Suite(.serialized) struct HostileBadConfigCorpusTests {
     struct Case: Sendable, CustomStringConvertible {
         var name: String
         var text: String

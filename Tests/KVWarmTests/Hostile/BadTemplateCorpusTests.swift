@@ -5,7 +5,7 @@ import Testing
 
 /// Every file in `Tests/Fixtures/bad-templates/` (see its README) fails its template alone with a
 /// clear REASON; the other templates warm and READY says `(k failed)`.
-@Suite struct BadTemplateCorpusTests {
+@Suite struct HostileBadTemplateCorpusTests {
     struct Case: @unchecked Sendable {
         var stem: String
         var name: String

@@ -9,7 +9,7 @@ import Testing
 /// Cycles: `$KVWARM_CRASH_CYCLES`, default 200 (the number). One cycle is a process
 /// start (~0.1 s), the wait for its sweep, and a kill 0–700 ms later: about 0.5 s, so 200
 /// cycles take about 100 s on the 2-core CI machine, inside the 3-minute budget.
-@Suite struct CrashSafetyTests {
+@Suite struct HostileCrashSafetyTests {
     static let cycles = Int(ProcessInfo.processInfo.environment["KVWARM_CRASH_CYCLES"] ?? "") ?? 200
     static let names = ["alpha", "beta", "gamma"]
 

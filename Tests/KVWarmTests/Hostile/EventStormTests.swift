@@ -4,7 +4,7 @@ import KVWarmTestSupport
 import Testing
 
 /// inotify overflow, a deleted and recreated template directory, and a thousand templates.
-@Suite struct EventStormTests {
+@Suite struct HostileEventStormTests {
     @Test func overflowRescansAndWarmsEachFinalContentOnce() async throws {
         let dir = try TemporaryDirectory("kvstorm")
         defer { dir.remove() }

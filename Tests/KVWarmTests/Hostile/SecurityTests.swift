@@ -6,7 +6,7 @@ import Testing
 /// Secrets and confinement: the API key never leaks, includes stay inside include_roots, KV file
 /// names stay inside the slot directory, state_dir is 0700, the docs warn that KV files are
 /// plaintext transcripts.
-@Suite struct SecurityTests {
+@Suite struct HostileSecurityTests {
     static let key = "sk-KVWARM-SECRET-8f3a1c"
     static let wrongKey = "sk-WRONG-SECRET-77e2d0"
 

@@ -4,7 +4,7 @@ import KVWarmTestSupport
 import Testing
 
 /// SIGTERM during a long warm, and a storm of SIGHUPs.
-@Suite struct SignalTests {
+@Suite struct HostileSignalTests {
     @Test func sigtermDuringThirtySecondWarmExitsWithinTwoSeconds() async throws {
         let dir = try TemporaryDirectory("kvsig")
         defer { dir.remove() }
