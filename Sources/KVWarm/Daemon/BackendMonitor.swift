@@ -43,6 +43,8 @@ public struct BackendMonitor: Service {
         if Task.isCancelled { return }
         // after a degraded startup nothing has been warmed yet: the first healthy check warms everything
         var down = await coordinator.fingerprint == nil
+        var fingerprintFailing = false
+        var unstableReported = false
         var counter = TaskCounter()
         while !Task.isCancelled {
             do { try await Task.sleep(for: interval) } catch { return }
@@ -63,8 +65,35 @@ public struct BackendMonitor: Service {
             do {
                 fp = try await BackendFingerprint.read(from: client, kvTag: kvTag)
             } catch {
-                continue  // e.g. 401: the warm path reports credential problems
+                if error == .cancelled { return }
+                // 401: the warm path reports credential problems; anything else is said once per episode
+                if error != .unauthorized && !fingerprintFailing {
+                    fingerprintFailing = true
+                    logger.warning("cannot read the backend fingerprint: \(error)", metadata: Logger.Metadata.stage(.backend, .backendUnavailable).merging([
+                        LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(error.reason),
+                    ]) { $1 })
+                }
+                continue
             }
+            fingerprintFailing = false
+            // a change must read the same twice: a fingerprint that differs between two calls
+            // would otherwise re-prefill every template at every check
+            if let known = await coordinator.fingerprint, !fp.differences(from: known).isEmpty {
+                let again = try? await BackendFingerprint.read(from: client, kvTag: kvTag)
+                guard let again, again.differences(from: fp).isEmpty else {
+                    if !unstableReported {
+                        unstableReported = true
+                        logger.warning("backend fingerprint differs between two reads; ignoring it until it is stable",
+                                       metadata: Logger.Metadata.stage(.backend, .backendChanged).merging([
+                                           LogField.outcome: .string(Outcome.failed.rawValue),
+                                           LogField.reason: .string("fingerprint_unstable"),
+                                           LogField.hint: .string("llama-server reports different /props on consecutive calls; kvwarm keeps the last stable fingerprint"),
+                                       ]) { $1 })
+                    }
+                    continue
+                }
+            }
+            unstableReported = false
             var restarted = down
             if let slots = try? await client.slots() {
                 if counter.observe(slots) { restarted = true }

@@ -111,7 +111,8 @@ func unusedPort() -> Int {
             let elapsed = clock.now - start
             #expect(e == .timeout)
             #expect(elapsed >= .milliseconds(450))
-            #expect(elapsed < .milliseconds(1500), "gave up at the timeout, took \(elapsed)")
+            // generous: this asserts giving up at the timeout, not speed, on a shared 2-core machine
+            #expect(elapsed < .milliseconds(4500), "gave up at the timeout, took \(elapsed)")
         }
     }
 
