@@ -42,8 +42,10 @@ for r in ok:
         sys.exit("_TRANSPORT=%s, not the native protocol" % r.get("_TRANSPORT"))
     if r["MESSAGE_ID"] != "50ed4819f05244c1831128d0eb6c2459":
         sys.exit("MESSAGE_ID %s" % r["MESSAGE_ID"])
-    if r.get("_SYSTEMD_USER_UNIT") != "kvwarm.service":
-        sys.exit("_SYSTEMD_USER_UNIT=%s" % r.get("_SYSTEMD_USER_UNIT"))
+    # journald derives _SYSTEMD_USER_UNIT from a user@UID.service cgroup, which this
+    # user manager of this test does not have; the cgroup itself names the unit.
+    if not r.get("_SYSTEMD_CGROUP", "").endswith("/app.slice/kvwarm.service"):
+        sys.exit("_SYSTEMD_CGROUP=%s" % r.get("_SYSTEMD_CGROUP"))
     int(r["DURATION_MS"]); int(r["PROMPT_TOKENS"]); int(r["CACHED_TOKENS"]); int(r["CODE_LINE"])
 print("%d records, e.g. MODE=%s PROMPT_TOKENS=%s CACHED_TOKENS=%s DURATION_MS=%s" % (
     len(ok), ok[-1]["MODE"], ok[-1]["PROMPT_TOKENS"], ok[-1]["CACHED_TOKENS"], ok[-1]["DURATION_MS"]))
@@ -249,19 +251,20 @@ check "7. WatchdogSec=2: kvwarm pings (WatchdogTimestamp advanced $(( (W2 - W1) 
 http POST "$FURL/__control" '{"faults": {"hang": {"path": "/completion"}}}' >/dev/null
 TH=$(now_ms)
 echo "an edit whose warm hangs" >>"$TPL/wd.txt"
-if wait_until 20 bash -c '[ "$(systemctl --user show -p NRestarts --value kvwarm.service)" -ge 1 ]'; then
+watchdog_fired() { [ "$(prop Result)" = watchdog ] || journalctl --no-pager -o cat | grep -qF "kvwarm.service: Watchdog timeout"; }
+if wait_until 20 watchdog_fired; then
   TR=$(now_ms)
-  http POST "$FURL/__control" '{"faults": {}}' >/dev/null
-  ok "7. a hung warm stops the pings: systemd restarted kvwarm $((TR - TH)) ms after the edit"
+  ok "7. a hung warm stops the pings: systemd's watchdog fired $((TR - TH)) ms after the edit (hang limit 3 s + WatchdogSec=2)"
 else
-  http POST "$FURL/__control" '{"faults": {}}' >/dev/null
-  not_ok "7. a hung warm stops the pings: no restart within 20 s (ActiveState=$(prop ActiveState) Result=$(prop Result))"
+  not_ok "7. a hung warm stops the pings: no watchdog timeout within 20 s (ActiveState=$(prop ActiveState) Result=$(prop Result))"
 fi
+http POST "$FURL/__control" '{"faults": {}}' >/dev/null
 check "7. journal: the manager's 'Watchdog timeout' and kvwarm's REASON=pipeline_hung record" bash -c '
   journalctl --no-pager -o cat | grep -F "kvwarm.service: Watchdog timeout" && \
-  journalctl --no-pager -t kvwarm REASON=pipeline_hung -o cat | grep -q .'
-check "7. the restarted kvwarm becomes active again (new MainPID, warm done)" \
-  wait_until 30 bash -c "[ \"\$(systemctl --user show -p ActiveState --value kvwarm.service)\" = active ] && \
-    [ \"\$(systemctl --user show -p MainPID --value kvwarm.service)\" != $PID1 ]"
+  journalctl --no-pager -t kvwarm REASON=pipeline_hung -o cat | grep .'
+restarted() { [ "$(prop ActiveState)" = active ] && [ "$(prop MainPID)" != "$PID1" ] && [ "$(prop NRestarts)" -ge 1 ]; }
+T0=$(now_ms)
+check "7. Restart=on-failure brings kvwarm back: active with a new MainPID" wait_until 30 restarted
+note "restart after $(( $(now_ms) - T0 )) ms; NRestarts=$(prop NRestarts) StatusText=$(prop StatusText)"
 set_dropin 30-watchdog ""
 note "total $(( ($(now_ms) - T_START) / 1000 )) s"

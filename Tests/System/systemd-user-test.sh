@@ -7,6 +7,7 @@
 #   - a cgroup of its own (/sys/fs/cgroup/{systemd,unified}/kvwarm-systest-PID), so the
 #     user manager treats that as its root and never migrates the machine's processes;
 #   - a private mount namespace (unshare -m --propagation private) in which
+#       /run                    is made a mount point (a bind of itself; see below),
 #       /run/systemd            is a bind of an empty directory holding system/ (so
 #                               systemctl believes systemd is running),
 #       /run/log                is a tmpfs (journald's volatile store),
@@ -70,8 +71,18 @@ if [ "${1:-}" != "--inner" ]; then
     rm -rf "$WORK"
     exit $rc
   }
+  INNER=
+  # A signal is forwarded to the inner script, which tears down what it started and
+  # prints its summary; cleanup then kills whatever is left in the cgroup.
+  on_signal() {
+    if [ -n "$INNER" ]; then
+      kill -TERM "$INNER" 2>/dev/null
+      for _ in $(seq 300); do kill -0 "$INNER" 2>/dev/null || break; sleep 0.1; done
+    fi
+    exit 130
+  }
   trap cleanup EXIT
-  trap 'exit 130' INT TERM
+  trap on_signal INT TERM
   for h in systemd unified; do
     [ -d /sys/fs/cgroup/$h ] || continue
     mkdir -p /sys/fs/cgroup/$h/$CG || setup_fail "cannot create cgroup /sys/fs/cgroup/$h/$CG"
@@ -81,8 +92,12 @@ if [ "${1:-}" != "--inner" ]; then
       [ -d /sys/fs/cgroup/$h/$CG ] && echo "$BASHPID" > /sys/fs/cgroup/$h/$CG/cgroup.procs
     done
     exec unshare -m --propagation private bash "${BASH_SOURCE[0]}" --inner "$WORK" "$BIN"
-  )
-  exit $?
+  ) &
+  INNER=$!
+  wait "$INNER"
+  rc=$?
+  INNER=
+  exit $rc
 fi
 
 # ---- inner: runs in the private mount namespace ----------------------------------------
@@ -113,6 +128,7 @@ teardown() {
     kill -KILL "$JOURNALD_PID" 2>/dev/null
   fi
   wait 2>/dev/null
+  [ $((PASS + FAIL)) -gt 0 ] || not_ok "no check ran"
   printf '%d passed, %d failed\n' "$PASS" "$FAIL"
   [ "$FAIL" -eq 0 ]
   exit $?
@@ -127,6 +143,10 @@ mkdir -p "$WORK"/{run-systemd/system,runlog,runtime,config,etc,templates,slots/r
 chmod 0700 "$WORK/runtime"
 
 # -- namespace mounts ---------------------------------------------------------------------
+# /run must be a mount point, as on any systemd machine: the sandbox's implied
+# MountAPIVFS= puts an empty tmpfs on /run when it is not one (it is a plain directory
+# here), and kvwarm would then find no /run/systemd/journal/socket.
+mountpoint -q /run || mount --bind /run /run || die "bind /run"
 mount --bind "$WORK/run-systemd" /run/systemd || die "bind /run/systemd"
 mkdir -p /run/systemd/journal
 mkdir -p /run/log && mount -t tmpfs -o mode=0755 tmpfs /run/log || die "tmpfs /run/log"
@@ -139,6 +159,14 @@ mount --bind "$WORK/catalog-db" /var/lib/systemd/catalog || die "bind catalog da
 journalctl --update-catalog || die "journalctl --update-catalog"
 
 # -- journald -------------------------------------------------------------------------------
+# Volatile only, no rate limit on the test's bursts.
+mkdir -p "$WORK/etc/journald"
+printf '[Journal]\nStorage=volatile\nRateLimitBurst=0\nForwardToSyslog=no\n' >"$WORK/etc/journald/journald.conf"
+if [ -f /etc/systemd/journald.conf ]; then
+  mount --bind "$WORK/etc/journald/journald.conf" /etc/systemd/journald.conf || die "bind journald.conf"
+else
+  die "no /etc/systemd/journald.conf to bind over"
+fi
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /lib/systemd/systemd-journald >"$WORK/logs/journald.log" 2>&1 &
 JOURNALD_PID=$!
 wait_until 10 test -S /run/systemd/journal/socket -a -S /run/systemd/journal/stdout \
@@ -147,13 +175,18 @@ wait_until 10 test -S /run/systemd/journal/socket -a -S /run/systemd/journal/std
 # -- the user manager ------------------------------------------------------------------------
 export XDG_RUNTIME_DIR=$WORK/runtime XDG_CONFIG_HOME=$WORK/config
 unset DBUS_SESSION_BUS_ADDRESS NOTIFY_SOCKET JOURNAL_STREAM WATCHDOG_USEC WATCHDOG_PID
-env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$HOME" LANG=C.UTF-8 USER=root LOGNAME=root \
+# SYSTEMD_LOG_TARGET: a user manager whose stderr is not a journal stream logs to stderr.
+env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$HOME" LANG=C.UTF-8 USER=root LOGNAME=root SYSTEMD_LOG_TARGET=journal \
   XDG_RUNTIME_DIR="$XDG_RUNTIME_DIR" XDG_CONFIG_HOME="$XDG_CONFIG_HOME" \
   /lib/systemd/systemd --user >"$WORK/logs/manager.log" 2>&1 &
 MANAGER_PID=$!
 wait_until 20 test -S "$XDG_RUNTIME_DIR/systemd/private" || die "no user manager socket: $(tail -5 "$WORK/logs/manager.log")"
 wait_until 20 bash -c 'systemctl --user is-system-running | grep -qE "running|degraded"' \
   || die "user manager not running: $(systemctl --user is-system-running 2>&1)"
+# PID 1 normally provides /run/systemd/inaccessible/{dir,reg,fifo,sock,chr,blk}, which
+# ProtectHome= and InaccessiblePaths= mount over hidden paths; the user manager made its
+# own copy under $XDG_RUNTIME_DIR, and the unit's namespace setup looks in /run/systemd.
+cp -a "$XDG_RUNTIME_DIR/systemd/inaccessible" /run/systemd/ || die "inaccessible nodes"
 note "journald $JOURNALD_PID and systemd --user $MANAGER_PID up in $(( $(now_ms) - T_START )) ms"
 
 # -- the unit ----------------------------------------------------------------------------------
@@ -178,5 +211,5 @@ sc daemon-reload || die "daemon-reload"
 KVWARM_STATE_DIR=$XDG_CONFIG_HOME/kvwarm
 [ "$(prop LoadState)" = loaded ] || die "kvwarm.service not loaded: $(sc status kvwarm.service 2>&1 | head -5)"
 
-source "$HERE/cases.sh"
+source "${KVWARM_SYSTEST_CASES:-$HERE/cases.sh}"
 exit 0
