@@ -8,10 +8,19 @@
 # Stripped, and why:
 #   User=, Group=   a user manager runs services as its own user only; the kvwarm
 #                   user does not exist on a build machine (217/USER otherwise).
-# Kept, although it does less under a user manager than under PID 1:
-#   StateDirectory=/ConfigurationDirectory= (resolve under $XDG_CONFIG_HOME),
-#   the sandbox (ProtectSystem=strict, PrivateTmp=, SystemCallFilter=, … are all
-#   applied: this user manager runs as root), IPAddressDeny=/IPAddressAllow=.
+# Kept, although a user manager applies it differently:
+#   StateDirectory=/ConfigurationDirectory= both resolve to $XDG_CONFIG_HOME/kvwarm
+#   on systemd 252, so the manager logs "ConfigurationDirectory 'kvwarm' already
+#   exists but the mode is different" (harmless: kvwarm gets STATE_DIRECTORY);
+#   the whole sandbox (ProtectSystem=strict, ProtectHome=, PrivateTmp=,
+#   SystemCallFilter=, MemoryDenyWriteExecute=, IPAddressDeny=, …) is applied,
+#   because this user manager runs as root.
+# Test-only settings are drop-ins written by the test, as an operator would:
+#   ReadWritePaths=<slot dirs>   (the unit's own comment asks for this drop-in)
+#   TimeoutStartSec=5            (check 4, slow warm)
+#   WatchdogSec=2, LimitCORE=0   (check 7)
+# What the environment must provide for the sandbox to work as on a real host is
+# set up by systemd-user-test.sh: /run as a mount point and /run/systemd/inaccessible.
 set -euo pipefail
 unit=$1 bin=$2 config=$3
 

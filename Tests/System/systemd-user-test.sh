@@ -57,7 +57,7 @@ if [ "${1:-}" != "--inner" ]; then
     local d p left
     for attempt in 1 2 3 4 5 6 7 8 9 10; do
       left=0
-      for d in /sys/fs/cgroup/*/"$CG"; do
+      for d in /sys/fs/cgroup/*/"$CG" /sys/fs/cgroup/"$CG"; do
         [ -d "$d" ] || continue
         while read -r p; do [ -n "$p" ] && { kill -KILL "$p" 2>/dev/null; left=1; }; done \
           < <(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null)
@@ -65,7 +65,7 @@ if [ "${1:-}" != "--inner" ]; then
       [ $left -eq 0 ] && break
       sleep 0.2
     done
-    for d in /sys/fs/cgroup/*/"$CG"; do
+    for d in /sys/fs/cgroup/*/"$CG" /sys/fs/cgroup/"$CG"; do
       [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
     done
     rm -rf "$WORK"
@@ -83,14 +83,16 @@ if [ "${1:-}" != "--inner" ]; then
   }
   trap cleanup EXIT
   trap on_signal INT TERM
-  for h in systemd unified; do
-    [ -d /sys/fs/cgroup/$h ] || continue
-    mkdir -p /sys/fs/cgroup/$h/$CG || setup_fail "cannot create cgroup /sys/fs/cgroup/$h/$CG"
-  done
+  # The user manager takes the cgroup it starts in as its root and moves every process
+  # of that cgroup into init.scope: it must never start in the machine's root cgroup.
+  # Hybrid hierarchy (this machine): name=systemd and unified; pure v2: /sys/fs/cgroup.
+  CGDIRS=()
+  for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified; do [ -d "$h" ] && CGDIRS+=("$h/$CG"); done
+  [ ${#CGDIRS[@]} -gt 0 ] || { [ -f /sys/fs/cgroup/cgroup.controllers ] && CGDIRS+=("/sys/fs/cgroup/$CG"); }
+  [ ${#CGDIRS[@]} -gt 0 ] || setup_fail "no systemd or cgroup2 hierarchy under /sys/fs/cgroup"
+  for d in "${CGDIRS[@]}"; do mkdir -p "$d" || setup_fail "cannot create cgroup $d"; done
   (
-    for h in systemd unified; do
-      [ -d /sys/fs/cgroup/$h/$CG ] && echo "$BASHPID" > /sys/fs/cgroup/$h/$CG/cgroup.procs
-    done
+    for d in "${CGDIRS[@]}"; do echo "$BASHPID" > "$d/cgroup.procs" || exit 1; done
     exec unshare -m --propagation private bash "${BASH_SOURCE[0]}" --inner "$WORK" "$BIN"
   ) &
   INNER=$!
