@@ -190,7 +190,7 @@ set_dropin 20-timeout $'[Service]\nTimeoutStartSec=5'
 T0=$(now_us); sc start kvwarm.service; start_rc=$?; T1=$(now_us)
 elapsed=$(( (T1 - T0) / 1000 ))
 check "4. with TimeoutStartSec=5, a ${ntok}-token warm at ${ms_per_tok%.*} ms/token starts after ${elapsed} ms (> 5000)" \
-  test "$start_rc" -eq 0 -a "$elapsed" -gt 5000 -a "$(prop ActiveState)" = active
+  test "$start_rc" -eq 0 -a "$elapsed" -gt 5000 -a "$(prop ActiveState)" = active -a "$(prop TimeoutStartUSec)" = 5s
 check "4. the fake backend answered the slow warm before start returned" bash -c "
   curl -sS '$FURL/__requests?path=/completion' | python3 -c '
 import json, sys
