@@ -142,7 +142,7 @@ private struct Reader {
     func native(_ members: [(key: String, value: JSONNode)], line: Int) throws(ConfigError) -> KVWarmConfig {
         let root = try object(JSONNode(value: .object(members), line: line), "", allowed: [
             "backend", "state_dir", "debounce_ms", "max_wait_ms", "templates", "include_roots", "startup",
-            "max_template_bytes",
+            "max_template_bytes", "watchdog_hang_seconds",
         ])
         guard let backendNode = root["backend"] else { throw fail("backend", nil, "missing (it needs at least \"url\")") }
         let b = try object(backendNode, "backend", allowed: [
@@ -217,6 +217,10 @@ private struct Reader {
             includeRoots = defaultIncludeRoots(templates)
         }
 
+        let hang = try root["watchdog_hang_seconds"].map { n throws(ConfigError) in
+            try number(n, "watchdog_hang_seconds", range: 1...172_800)
+        }
+
         var wait = 120.0
         var policy = UnavailablePolicy.degraded
         if let n = root["startup"] {
@@ -237,7 +241,8 @@ private struct Reader {
             stateDir: stateDir, debounce: .milliseconds(debounceMS), maxWait: .milliseconds(maxWaitMS),
             templates: templates, includeRoots: includeRoots,
             startup: .init(backendWait: .milliseconds(Int64(wait * 1000)), onUnavailable: policy),
-            maxTemplateBytes: maxBytes, sourcePath: file, notices: [])
+            maxTemplateBytes: maxBytes, sourcePath: file, notices: [],
+            watchdogHang: hang.map { .milliseconds(Int64($0 * 1000)) })
     }
 
     func defaultIncludeRoots(_ templates: [TemplateSpec]) -> [String] {

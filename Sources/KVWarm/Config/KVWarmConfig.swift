@@ -82,6 +82,12 @@ public struct KVWarmConfig: Sendable, Equatable {
     public var sourcePath: String
     /// Notices to log once (for example ignored bioproxy keys).
     public var notices: [String]
+    /// How long one warm may be in flight before the watchdog stops pinging
+    /// (`watchdog_hang_seconds`); nil means `2 × backend.timeout + 60 s`.
+    public var watchdogHang: Duration? = nil
+
+    /// The in-flight age past which the watchdog withholds its pings.
+    public var watchdogHangAfter: Duration { watchdogHang ?? backend.timeout * 2 + .seconds(60) }
 
     /// The template with `name`, if configured.
     public func template(named name: String) -> TemplateSpec? { templates.first { $0.name == name } }

@@ -122,7 +122,7 @@ public struct KVWarmDaemon: Sendable {
         if let ping = WatchdogConfig.fromEnvironment(environment, pid: getpid()) {
             services.append(.init(service: ShutdownCancelling(WatchdogService(
                 coordinator: coordinator, notifier: notifier, pingInterval: ping,
-                hangAfter: config.backend.timeout * 2 + .seconds(60), logger: logger))))
+                hangAfter: config.watchdogHangAfter, logger: logger))))
         }
         services.append(.init(service: WarmWorker(coordinator: coordinator, notifier: notifier, logger: logger)))
 

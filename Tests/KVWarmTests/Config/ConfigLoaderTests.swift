@@ -58,7 +58,8 @@ struct ConfigSandbox {
           },
           "include_roots": ["$T/inc", "$T/tpl"],
           "startup": {"backend_wait_seconds": 30, "on_unavailable": "fail"},
-          "max_template_bytes": 1000
+          "max_template_bytes": 1000,
+          "watchdog_hang_seconds": 2.5
         }
         """)
         let t = box.t
@@ -79,6 +80,7 @@ struct ConfigSandbox {
         #expect(c.startup.backendWait == .seconds(30))
         #expect(c.startup.onUnavailable == .fail)
         #expect(c.maxTemplateBytes == 1000)
+        #expect(c.watchdogHangAfter == .milliseconds(2500))
         #expect(c.sourcePath == box.dir.file("config.json"))
         #expect(c.notices.isEmpty)
         #expect(c.template(named: "sys")?.role == .system)
@@ -95,6 +97,8 @@ struct ConfigSandbox {
         #expect(c.backend.apiKeyFile == nil)
         #expect(c.backend.slotSaveDir == nil)
         #expect(c.backend.timeout == .seconds(600))
+        #expect(c.watchdogHang == nil)
+        #expect(c.watchdogHangAfter == .seconds(1260), "2 × timeout + 60 s")
         #expect(c.backend.kvTag == nil)
         #expect(c.backend.checkInterval == .seconds(5))
         #expect(c.debounce == .milliseconds(150))
@@ -276,6 +280,8 @@ struct ConfigSandbox {
             key: "backend.check_interval_seconds", line: 3),
         Bad(label: "negative backend wait", text: "{\n  \(backend),\n  \(templates),\n  \"startup\": {\n    \"backend_wait_seconds\": -1}\n}",
             key: "startup.backend_wait_seconds", line: 5),
+        Bad(label: "zero watchdog hang", text: "{\n  \(backend),\n  \(templates),\n  \"watchdog_hang_seconds\": 0\n}",
+            key: "watchdog_hang_seconds", line: 4),
         Bad(label: "bad on_unavailable", text: "{\n  \(backend),\n  \(templates),\n  \"startup\": {\"on_unavailable\": \"crash\"}\n}",
             key: "startup.on_unavailable", line: 4),
         Bad(label: "bad endpoint", text: "{\n  \(backend),\n  \"templates\": {\"code\": {\"path\": \"$T/tpl/code.txt\",\n    \"endpoint\": \"embeddings\"}}\n}",
