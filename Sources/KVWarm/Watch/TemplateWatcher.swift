@@ -15,7 +15,7 @@ import SystemPackage
 ///   for `IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB |
 ///   IN_DELETE_SELF | IN_MOVE_SELF`, never `IN_MODIFY`.
 /// - An event `(directory, name)` maps to the templates with a file of that name there; editor
-///   temporaries (`4913`, `*.swp`, `*~`, `sedXXXXXX`, `.#*`) match none and are ignored. A name
+///   temporaries (`4913`, `*.swp`, `*~`, `sed` plus six random characters, `.#*`) match none and are ignored. A name
 ///   starting with `..` (Kubernetes ConfigMap `..data` swap) maps to every template with a file
 ///   in that directory.
 /// - Symlinked paths are also watched at their targets; after every relevant event the watch

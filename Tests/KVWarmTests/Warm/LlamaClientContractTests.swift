@@ -27,20 +27,6 @@ func backendError<T>(_ op: () async throws(BackendError) -> T) async -> BackendE
     } catch { return error }
 }
 
-/// A local TCP port with nothing listening on it.
-func unusedPort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return Int(UInt16(bigEndian: addr.sin_port))
-}
-
 @Suite(.timeLimit(.minutes(1))) struct LlamaClientContractTests {
     @Test func healthyServerAnswers() async throws {
         try await withFakeServer { server in
@@ -117,7 +103,7 @@ func unusedPort() -> Int {
     }
 
     @Test func connectionRefusedIsUnreachable() async throws {
-        let client = LlamaClient(transport: CurlTransport(address: .http(baseURL: "http://127.0.0.1:\(unusedPort())"),
+        let client = LlamaClient(transport: CurlTransport(address: .http(baseURL: "http://127.0.0.1:\(try LlamaServerFixture.freePort())"),
                                                           apiKey: nil), timeout: .seconds(2))
         let e = await backendError { () async throws(BackendError) in try await client.props() }
         guard case .unreachable = e else { Issue.record("expected unreachable, got \(String(describing: e))"); return }
