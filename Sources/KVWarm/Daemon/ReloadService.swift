@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import ServiceLifecycle
 import UnixSignals
 
@@ -6,13 +7,18 @@ import UnixSignals
 ///
 /// Sends RELOADING=1 with MONOTONIC_USEC, loads the file, adds and removes
 /// templates and watches, warms what is new or changed, then READY=1. A bad
-/// config keeps the old one in force and says why (log and STATUS). Signals
-/// that arrive during a reload coalesce into one more reload.
+/// config keeps the old one in force and says why (log and STATUS). A burst
+/// of signals (closer than 100 ms, up to 1 s) is one reload; signals that
+/// arrive during a reload coalesce into one more.
 public struct ReloadService: Service {
     public let coordinator: WarmCoordinator
     public let notifier: Notifier
     public let gate: ReadinessGate
     public let logger: Logger
+    /// Signals closer together than this belong to one burst.
+    public var quietPeriod: Duration = .milliseconds(100)
+    /// A burst is cut after this long, so a steady stream of signals still reloads.
+    public var burstLimit: Duration = .seconds(1)
     /// Loads the config and builds the parts (reads the API key file again).
     public let load: @Sendable () throws(ConfigError) -> WarmCoordinator.Parts
 
@@ -27,25 +33,44 @@ public struct ReloadService: Service {
 
     public func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
+        let received = SignalCounter()
         let (requests, request) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let forward = Task {
-            for await _ in signals { request.yield() }
+            for await _ in signals {
+                received.increment()
+                request.yield()
+            }
             request.finish()
         }
         defer { forward.cancel() }
+        var handled = 0
         await withTaskCancellationHandler {
             for await _ in requests {
+                // a wake-up left over from signals an earlier reload already covered
+                guard received.value > handled else { continue }
                 await gate.wait()
-                await reload()
+                if Task.isCancelled { return }
+                notifier.reloading(status: "reloading configuration")
+                // absorb a burst: wait for 100 ms without a new signal, at most 1 s
+                let started = ContinuousClock.now
+                var seen = received.value
+                while ContinuousClock.now - started < burstLimit {
+                    do { try await Task.sleep(for: quietPeriod) } catch { return }
+                    let now = received.value
+                    if now == seen { break }
+                    seen = now
+                }
+                handled = seen
+                await reload(announced: true)
             }
         } onCancel: {
             request.finish()
         }
     }
 
-    /// One reload.
-    public func reload() async {
-        notifier.reloading(status: "reloading configuration")
+    /// One reload; `announced` when RELOADING=1 was already sent.
+    public func reload(announced: Bool = false) async {
+        if !announced { notifier.reloading(status: "reloading configuration") }
         let parts: WarmCoordinator.Parts
         do {
             parts = try load()
@@ -69,4 +94,11 @@ public struct ReloadService: Service {
                       ]) { $1 })
         notifier.ready(status: "watching \(total) templates (\(failed) failed)")
     }
+}
+
+/// Counts SIGHUPs as they arrive (written by the signal task, read by the reload loop).
+final class SignalCounter: Sendable {
+    private let count = Mutex(0)
+    func increment() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
 }
