@@ -252,7 +252,7 @@ class KVWarm(object):
             if self.p.poll() is not None:
                 raise RuntimeError("kvwarm exited %s: %s" % (self.p.returncode, self.tail()))
             return self.note_time("READY=1")
-        return wait_for(ready, timeout, "READY=1", poll=0.002)
+        return wait_for(ready, timeout, "READY=1", poll=0.02)
 
     def count(self, **fields):
         with self.lock:
@@ -312,6 +312,21 @@ def text_of(n_words, seed, head=""):
     return "\n".join(lines) + "\n"
 
 
+def smaps_by_file(pid, top=8):
+    """Resident KiB per mapped file (anonymous mappings as "[anon]"), largest first."""
+    out, cur = {}, None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            parts = line.split()
+            if not parts:
+                continue
+            if "-" in parts[0] and len(parts) >= 5 and not parts[0].endswith(":"):
+                cur = os.path.basename(parts[5]) if len(parts) >= 6 else "[anon]"
+            elif parts[0] == "Rss:" and cur is not None:
+                out[cur] = out.get(cur, 0) + int(parts[1])
+    return sorted(out.items(), key=lambda kv: -kv[1])[:top]
+
+
 def proc_sample(pid):
     """CPU ticks (whole process), VmRSS/VmHWM KiB, voluntary ctx switches per live thread, rchar."""
     with open("/proc/%d/stat" % pid) as f:
@@ -337,6 +352,7 @@ def proc_sample(pid):
             k, _, v = line.partition(":")
             io[k] = int(v)
     return {"t": time.time(), "ticks": ticks, "rss_kib": int(st["VmRSS"].split()[0]),
+            "rss_anon_kib": int(st["RssAnon"].split()[0]), "rss_file_kib": int(st["RssFile"].split()[0]),
             "hwm_kib": int(st["VmHWM"].split()[0]), "threads": threads, "rchar": io["rchar"],
             "syscr": io["syscr"]}
 
@@ -363,7 +379,7 @@ def reaction(args, work, binary, debounce):
         kv.wait_ready()
         ev = DirEvents(tpl)
         for kind in ("append", "sed -i", "vim", "mv over"):
-            first_req, warm_req = [], []
+            first_req, warm_req, own = [], [], []
             for i in range(args.edits):
                 marker = "marker %s %d %d" % (kind.replace(" ", "_"), debounce, i)
                 n_persist = kv.count(STAGE="persist", OUTCOME="ok")
@@ -383,8 +399,11 @@ def reaction(args, work, binary, debounce):
                     with open(tmp, "w") as f:
                         f.write(marker + "\n" + body)
                     os.rename(tmp, path)
+                t_done = time.time()
                 wait_for(lambda: kv.count(STAGE="persist", OUTCOME="ok") > n_persist, 30, "warm after " + kind)
                 te = wait_for(lambda: ev.last("t.txt", t0), 5, "inotify event")
+                if kind in ("append", "mv over"):
+                    te = min(te, t_done)  # our own close()/rename() returned at t_done
                 reqs = fake.requests(since_req)
                 comp = [r for r in reqs if r["route"] == "/completion" and marker in (r.get("body") or {}).get("prompt", "")]
                 if not comp:
@@ -394,9 +413,11 @@ def reaction(args, work, binary, debounce):
                 warm_req.append((comp[0]["t"] - te) * 1000)
                 if pre:
                     first_req.append((pre[-1]["t"] - te) * 1000)
+                    # the same, without the fake's own time answering that GET /slots
+                    own.append((comp[0]["t"] - te - (pre[-1].get("t_done", pre[-1]["t"]) - pre[-1]["t"])) * 1000)
                 # let the pass finish writing state.json, then de-phase from any timer
                 time.sleep(0.01 + random.random() * 0.02)
-            out[kind] = {"warm_request_ms": warm_req, "first_request_ms": first_req}
+            out[kind] = {"warm_request_ms": warm_req, "first_request_ms": first_req, "backend_excluded_ms": own}
             log("reaction debounce=%d %-8s p50 %.1f p99 %.1f ms" % (debounce, kind, pct(warm_req, 50), pct(warm_req, 99)))
     finally:
         kv.stop()
@@ -431,10 +452,16 @@ def burst(args, work, binary):
             since = fake.count()
             n_persist = kv.count(STAGE="persist", OUTCOME="ok")
             t_start = time.time()
+            last_write = {}
+            max_gap = 0.0
             for rnd in range(10):
                 for n, p in names.items():
                     with open(p, "w") as f:
                         f.write("%s run %d round %d\n%s" % (n, run, rnd, body))
+                    now = time.time()
+                    if n in last_write:
+                        max_gap = max(max_gap, now - last_write[n])
+                    last_write[n] = now
                 # ten rounds spread over one second
                 time.sleep(max(0.0, t_start + (rnd + 1) * 0.1 - time.time() - 0.005))
             t_last = time.time()
@@ -449,13 +476,13 @@ def burst(args, work, binary):
                 per_tpl[k] = per_tpl.get(k, 0) + 1
             ok = len(comp) == 100 and len(final) == 100 and len(per_tpl) == 100
             saves = [r for r in reqs if r["route"].startswith("/slots/") and r["query"].get("action") == "save"]
-            r = {"writes_s": t_last - t_start, "warms": len(comp), "final_content": len(final),
+            r = {"writes_s": t_last - t_start, "max_gap_ms": max_gap * 1000, "warms": len(comp), "final_content": len(final),
                  "templates": len(per_tpl), "exact": ok,
                  "last_write_to_last_warm_ms": (max(x["t"] for x in comp) - t_last) * 1000,
                  "last_write_to_last_save_done_ms": (max(x.get("t_done", x["t"]) for x in saves) - t_last) * 1000}
             runs.append(r)
-            log("burst run %d: %d warms (%d final), last write -> last warm %.0f ms" % (
-                run, r["warms"], r["final_content"], r["last_write_to_last_warm_ms"]))
+            log("burst run %d: %d warms (%d final), last write -> last warm %.0f ms, max gap between writes of a file %.0f ms" % (
+                run, r["warms"], r["final_content"], r["last_write_to_last_warm_ms"], r["max_gap_ms"]))
     finally:
         kv.stop()
         fake.stop()
@@ -564,6 +591,8 @@ def idle(args, work, binary, watchdog, check_interval, windows):
                    "rchar_per_min": (b["rchar"] - a["rchar"]) * 60 / secs,
                    "read_syscalls_per_min": (b["syscr"] - a["syscr"]) * 60 / secs,
                    "per_thread_wakeups": {tid: l - f for tid, (f, l) in seen.items() if l - f}}
+            win["rss_anon_kib"], win["rss_file_kib"] = b["rss_anon_kib"], b["rss_file_kib"]
+            win["smaps_top"] = smaps_by_file(kv.pid)
             res["windows"].append(win)
             log("idle window %d (watchdog=%s check=%ss): cpu %.1f ms/min, rss %.1f MiB, wakeups %.0f/min, %d requests" % (
                 w, watchdog, check_interval, win["cpu_ms"], win["rss_kib"] / 1024.0, win["wakeups"], len(reqs)))
@@ -814,27 +843,28 @@ def report(r):
     if "reaction" in r:
         L.append("### 1. Reaction (close-write / rename -> warm request at the backend)")
         L.append("")
-        L.append("| debounce_ms | edit | n | p50 ms | p99 ms | max ms | goal p99 <= | met | first request p50 / p99 ms |")
-        L.append("|---|---|---|---|---|---|---|---|---|")
+        L.append("| debounce_ms | edit | n | p50 ms | p99 ms | max ms | goal p99 <= | met | first request (GET /slots) p50 / p99 ms | without the fake's /slots time p50 / p99 ms |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
         for deb, kinds in sorted(r["reaction"].items(), key=lambda kv: -int(kv[0])):
             for kind, v in kinds.items():
-                w, f = v["warm_request_ms"], v["first_request_ms"]
+                w, f, o = v["warm_request_ms"], v["first_request_ms"], v.get("backend_excluded_ms", [])
                 goal = int(deb) + 5
-                L.append("| %s | %s | %d | %s | %s | %s | %d | %s | %s / %s |" % (
+                L.append("| %s | %s | %d | %s | %s | %s | %d | %s | %s / %s | %s / %s |" % (
                     deb, kind, len(w), fmt(pct(w, 50)), fmt(pct(w, 99)), fmt(max(w)), goal,
-                    "yes" if pct(w, 99) <= goal else "**no**", fmt(pct(f, 50)), fmt(pct(f, 99))))
+                    "yes" if pct(w, 99) <= goal else "**no**", fmt(pct(f, 50)), fmt(pct(f, 99)),
+                    fmt(pct(o, 50)), fmt(pct(o, 99))))
         L.append("")
     if "burst" in r:
         b = r["burst"]
         L.append("### 2. Burst (100 templates x 10 rewrites within one second)")
         L.append("")
-        L.append("| run | writes took s | warms | of final content | exactly 100, final | last write -> last warm request ms | -> last save done ms |")
-        L.append("|---|---|---|---|---|---|---|")
+        L.append("| run | writes took s | longest gap between two writes of a file ms | warms | of final content | exactly 100, final | last write -> last warm request ms | -> last save done ms |")
+        L.append("|---|---|---|---|---|---|---|---|")
         for i, x in enumerate(b["runs"]):
-            L.append("| %d | %s | %d | %d | %s | %s | %s |" % (i + 1, fmt(x["writes_s"], 3), x["warms"], x["final_content"],
+            L.append("| %d | %s | %s | %d | %d | %s | %s | %s |" % (i + 1, fmt(x["writes_s"], 3), fmt(x.get("max_gap_ms", float("nan")), 0), x["warms"], x["final_content"],
                                                        "yes" if x["exact"] else "**no**",
                                                        fmt(x["last_write_to_last_warm_ms"]), fmt(x["last_write_to_last_save_done_ms"])))
-        L.append("| **median** | | | | | **%s** | **%s** |" % (
+        L.append("| **median** | | | | | | **%s** | **%s** |" % (
             fmt(median([x["last_write_to_last_warm_ms"] for x in b["runs"]])),
             fmt(median([x["last_write_to_last_save_done_ms"] for x in b["runs"]]))))
         L.append("")
@@ -879,7 +909,7 @@ def report(r):
     if "idle" in r:
         L.append("### 5. Idle (1,000 templates, nothing happening)")
         L.append("")
-        L.append("| setting | windows x s | CPU ms/min (median, max) | RSS MiB (end) | VmHWM MiB | wakeups/min (median) | backend requests/min | watchdog pings/min | bytes read/min |")
+        L.append("| setting | windows x s | CPU ms/min (median, max) | RSS MiB (end): total, anon, file | VmHWM MiB | wakeups/min (median) | backend requests/min | watchdog pings/min | bytes read/min |")
         L.append("|---|---|---|---|---|---|---|---|---|")
         for key, x in r["idle"].items():
             ws = x["windows"]
@@ -888,10 +918,17 @@ def report(r):
             L.append("| %s | %d x %.0f | %s, %s | %s | %s | %s | %s | %s | %s |" % (
                 key, len(ws), median([w["seconds"] for w in ws]),
                 fmt(median([w["cpu_ms"] for w in ws])), fmt(max(w["cpu_ms"] for w in ws)),
-                fmt(ws[-1]["rss_kib"] / 1024.0), fmt(max(w["hwm_kib"] for w in ws) / 1024.0),
+                "%s, %s, %s" % (fmt(ws[-1]["rss_kib"] / 1024.0), fmt(ws[-1].get("rss_anon_kib", 0) / 1024.0),
+                                fmt(ws[-1].get("rss_file_kib", 0) / 1024.0)),
+                fmt(max(w["hwm_kib"] for w in ws) / 1024.0),
                 fmt(median([w["wakeups"] for w in ws]), 0), fmt(median([w["backend_requests"] for w in ws]), 0),
                 fmt(median([w["watchdog_pings"] * 60 / w["seconds"] for w in ws])),
                 fmt(median([w["rchar_per_min"] for w in ws]), 0)))
+        L.append("")
+        for key, x in r["idle"].items():
+            if x["windows"] and x["windows"][-1].get("smaps_top"):
+                L.append("Resident KiB by mapping (%s, end): %s." % (key, ", ".join(
+                    "%s %d" % (n, k) for n, k in x["windows"][-1]["smaps_top"])))
         L.append("")
     if "scale" in r:
         x = r["scale"]
@@ -927,7 +964,18 @@ def main():
     ap.add_argument("--ctx", type=int, default=16384)
     ap.add_argument("--only", default=",".join(SECTIONS))
     ap.add_argument("--out", default="/tmp/kvwarm-bench/results.json")
+    ap.add_argument("--report-only", metavar="JSON", help="print the report of an earlier run's results file")
+    ap.add_argument("--merge", metavar="JSON", action="append", default=[],
+                    help="with --report-only: add the sections of further results files")
     args = ap.parse_args()
+    if args.report_only:
+        r = json.load(open(args.report_only))
+        for extra in args.merge:
+            for k, v in json.load(open(extra)).items():
+                if k in SECTIONS:
+                    r[k] = v
+        print(report(r))
+        return
     only = args.only.split(",")
     binary = os.path.abspath(args.binary)
     work = tempfile.mkdtemp(prefix="kvwarm-bench-")
