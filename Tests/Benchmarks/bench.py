@@ -508,7 +508,14 @@ def overhead(reqs, n_templates):
             g = [max(0.0, seq[j]["t"] - seq[j - 1]["t_done"]) for j in range(max(start, 1), k + 1)]
             per_pass.append(sum(g) * 1000)
             start = k + 1
-    return {"warms": n_templates, "requests": len(seq), "total_ms": total * 1000, "backend_ms": backend * 1000,
+    kinds = {}
+    for k in range(1, len(seq)):
+        a, b = seq[k - 1], seq[k]
+        key = "%s %s -> %s %s" % (a["method"], a["route"] if "action" not in a["query"] else "save",
+                                  b["method"], b["route"] if "action" not in b["query"] else "save")
+        kinds.setdefault(key, []).append(max(0.0, b["t"] - a["t_done"]) * 1000)
+    return {"gaps_ms_median": {k: median(v) for k, v in kinds.items()},
+            "warms": n_templates, "requests": len(seq), "total_ms": total * 1000, "backend_ms": backend * 1000,
             "overhead_ms_per_warm": sum(gaps) * 1000 / n_templates,
             "overhead_ms_per_warm_median": median(per_pass), "overhead_ms_per_warm_p99": pct(per_pass, 99)}
 
