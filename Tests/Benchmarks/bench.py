@@ -466,6 +466,12 @@ def burst(args, work, binary):
                 time.sleep(max(0.0, t_start + (rnd + 1) * 0.1 - time.time() - 0.005))
             t_last = time.time()
             wait_for(lambda: kv.count(STAGE="persist", OUTCOME="ok") >= n_persist + 100, 60, "100 warms")
+            # intermediate warms (when a file rested for a debounce) also count as
+            # persisted: wait until every template's final content reached the backend
+            final_marker = "run %d round 9" % run
+            wait_for(lambda: len(set(r["body"]["prompt"].split(" ", 1)[0] for r in fake.requests(since)
+                                     if r["route"] == "/completion" and final_marker in r["body"]["prompt"])) >= 100,
+                     60, "final content of every template", poll=0.05)
             time.sleep(1.0)  # anything extra would show up here
             reqs = fake.requests(since)
             comp = [r for r in reqs if r["route"] == "/completion"]
