@@ -31,7 +31,7 @@ import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAKE = os.path.join(REPO, "Tests", "Fixtures", "fake_llama_server.py")
-SECTIONS = ["reaction", "burst", "idle", "scale", "server"]
+SECTIONS = ["reaction", "burst", "idle", "quiet", "scale", "server"]
 
 
 def log(msg):
@@ -985,7 +985,9 @@ def main():
         r = json.load(open(args.report_only))
         for extra in args.merge:
             for k, v in json.load(open(extra)).items():
-                if k in SECTIONS:
+                if k == "idle":
+                    r.setdefault("idle", {}).update(v)
+                elif k in SECTIONS:
                     r[k] = v
         print(report(r))
         return
@@ -1010,10 +1012,10 @@ def main():
             r["burst"] = burst(args, work, binary)
             save()
         if "idle" in only:
-            r["idle"] = {}
-            r["idle"]["defaults"] = idle(args, work, binary, True, 5, args.idle_windows)
+            r.setdefault("idle", {})["defaults"] = idle(args, work, binary, True, 5, args.idle_windows)
             save()
-            r["idle"]["no watchdog, check 3600 s"] = idle(args, work, binary, False, 3600, 1)
+        if "quiet" in only:
+            r.setdefault("idle", {})["no watchdog, check 3600 s"] = idle(args, work, binary, False, 3600, args.idle_windows)
             save()
         if "scale" in only:
             r["scale"] = scale(args, work, binary)
