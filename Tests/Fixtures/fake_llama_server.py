@@ -19,7 +19,8 @@ Control API (never needs the API key, never logged, never faulted):
     POST /__control   {"faults": {...}, "prefill_ms_per_token": x,
                        "loading_seconds": s}          -> current control state
     GET  /__control                                   -> current control state
-    GET  /__requests[?since=N&path=PREFIX]            -> request log (list)
+    GET  /__requests[?since=N&path=PREFIX]            -> request log (list; "t" = arrival,
+                                                         "t_done" = response written)
     POST /__reset     {"log": true, "faults": false, "slots": false}
     GET  /__state                                     -> slots incl. tokens
 
@@ -733,6 +734,9 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as e:  # last resort
             vlog("handler crash: %r" % (e,))
             self.close_connection = True
+        # when the response was written (or the request abandoned): lets a
+        # benchmark subtract the fake's own processing from client-side gaps
+        entry["t_done"] = time.time()
 
     def safe_write(self, resp, reset_spec=None):
         try:
