@@ -14,8 +14,6 @@ public final class ReadinessGate: Sendable {
 
     public init() {}
 
-    public var isOpen: Bool { state.withLock { $0.open } }
-
     public func open() {
         let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
             s.open = true

@@ -80,9 +80,6 @@ public actor WarmCoordinator {
         dependencies?(self.dependencies)
     }
 
-    /// The files each template depends on (template file and includes).
-    public var dependencyMap: [String: Set<String>] { dependencies }
-
     // MARK: - queue
 
     /// Queues templates for a pass; a template already queued stays queued once.
@@ -104,8 +101,6 @@ public actor WarmCoordinator {
         if queue.isEmpty && inFlight == nil { return }
         await withCheckedContinuation { drainWaiters.append($0) }
     }
-
-    public var pendingCount: Int { queue.count + (inFlight == nil ? 0 : 1) }
 
     /// Processes queued templates until the task is cancelled.
     public func runWorker() async {
@@ -238,11 +233,6 @@ public actor WarmCoordinator {
     public func invalidateFingerprint() {
         fingerprint = nil
         parts.warmer.scheduler.reset()
-    }
-
-    /// The KV files the state refers to (kept by the orphan sweep).
-    public var ownedKVFiles: Set<String> {
-        Set(state.templates.values.compactMap(\.kvFile))
     }
 
     /// Writes the state file now.

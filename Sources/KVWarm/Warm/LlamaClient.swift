@@ -116,11 +116,6 @@ public struct LlamaClient: Sendable {
         return RestoreResult(restoredTokens: n, bytesRead: Self.int(o["n_read"]) ?? 0)
     }
 
-    /// `POST /slots/{id}?action=erase`.
-    public func eraseSlot(_ slot: Int) async throws(BackendError) {
-        _ = try await call("POST", "/slots/\(slot)?action=erase", json: [:])
-    }
-
     // MARK: - plumbing
 
     static func int(_ v: Any?) -> Int? {
