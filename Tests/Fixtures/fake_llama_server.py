@@ -20,7 +20,8 @@ Control API (never needs the API key, never logged, never faulted):
                        "loading_seconds": s}          -> current control state
     GET  /__control                                   -> current control state
     GET  /__requests[?since=N&path=PREFIX]            -> request log (list; "t" = arrival,
-                                                         "t_done" = response written)
+                                                         "t_done" = response written,
+                                                         "conn" = connection number)
     POST /__reset     {"log": true, "faults": false, "slots": false}
     GET  /__state                                     -> slots incl. tokens
 
@@ -539,6 +540,20 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "llama.cpp-fake"
     sys_version = ""
     timeout = 600  # idle keep-alive / slow client read timeout
+    # llama-server (cpp-httplib) sends a small response's headers and body in one
+    # write; this handler writes them separately, which on a keep-alive connection
+    # meets Nagle + the client's delayed ACK (40 ms per response). TCP_NODELAY
+    # gives the fake llama-server's timing.
+    disable_nagle_algorithm = True
+    _conn_counter = iter(range(1, 1 << 62))
+    _conn_lock = threading.Lock()
+
+    def setup(self):
+        # one handler instance per accepted connection: number them so a test
+        # can see whether a client reuses its keep-alive connections
+        with Handler._conn_lock:
+            self.conn_id = next(Handler._conn_counter)
+        super().setup()
 
     # ---- BaseHTTPRequestHandler hooks ----
     def log_message(self, fmt, *args):
@@ -719,7 +734,8 @@ class Handler(BaseHTTPRequestHandler):
             return
 
         entry = {"t": t, "method": method, "path": self.path, "route": req.route, "query": req.query,
-                 "body": req.body, "headers": dict(self.headers.items()), "status": None, "faults": req.fired}
+                 "body": req.body, "headers": dict(self.headers.items()), "status": None, "faults": req.fired,
+                 "conn": self.conn_id}
         if req.body is None and body_raw:
             entry["raw_body"] = body_raw[:4096].decode("utf-8", "replace")
         with st.log_lock:

@@ -4,13 +4,15 @@ import Synchronization
 
 /// ``HTTPTransport`` over libcurl's easy interface, for TCP and unix sockets.
 ///
-/// Each request runs `curl_easy_perform` on a thread of its own, so no thread
-/// of Swift's cooperative pool ever blocks on the network. Cancelling the
-/// calling task aborts the transfer from curl's progress callback. The API key
+/// Each request runs `curl_easy_perform` on a thread of ``CurlWorkerPool``, so
+/// no thread of Swift's cooperative pool ever blocks on the network, and
+/// consecutive requests reuse a handle and its keep-alive connection.
+/// Cancelling the calling task aborts the transfer from curl's progress callback. The API key
 /// is sent as `Authorization: Bearer` on every request and appears nowhere else.
 public struct CurlTransport: HTTPTransport {
     public let address: BackendAddress
     private let apiKey: String?
+    private let workers = CurlWorkerPool.Lease(maxIdle: 2)
 
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_ALL)) }()
 
@@ -34,9 +36,7 @@ public struct CurlTransport: HTTPTransport {
                           apiKey: apiKey, cancel: cancelFlag)
         let result: Result<HTTPResponse, TransportFailure> = await withTaskCancellationHandler {
             await withCheckedContinuation { (cont: CheckedContinuation<Result<HTTPResponse, TransportFailure>, Never>) in
-                let thread = Thread { cont.resume(returning: job.perform()) }
-                thread.name = "kvwarm-curl"
-                thread.start()
+                workers.pool.run(job) { cont.resume(returning: $0) }
             }
         } onCancel: {
             cancelFlag.set()
@@ -70,9 +70,8 @@ struct CurlJob: Sendable {
     let apiKey: String?
     let cancel: CancelFlag
 
-    func perform() -> Result<HTTPResponse, TransportFailure> {
-        guard let h = curl_easy_init() else { return .failure(.connect("curl_easy_init failed")) }
-        defer { curl_easy_cleanup(h) }
+    /// Runs the transfer on `h`, a handle just reset by its pool worker.
+    func perform(on h: UnsafeMutableRawPointer) -> Result<HTTPResponse, TransportFailure> {
         let buffer = ResponseBuffer(cancel: cancel)
         let unmanaged = Unmanaged.passRetained(buffer)
         defer { unmanaged.release() }

@@ -164,4 +164,24 @@ func backendError<T>(_ op: () async throws(BackendError) -> T) async -> BackendE
             #expect(elapsed < .milliseconds(1500), "cancellation took \(elapsed)")
         }
     }
+
+    /// Consecutive requests reuse one pooled handle and its keep-alive connection, over TCP and
+    /// a unix socket; a connection the server drops is replaced without an error.
+    @Test(arguments: [false, true]) func consecutiveRequestsReuseOneConnection(unixSocket: Bool) async throws {
+        try await withFakeServer(unixSocket: unixSocket) { server in
+            let client = server.client()
+            for _ in 0..<6 { _ = try await client.slots() }
+            let conns = try await server.requests(path: "/slots").compactMap { $0["conn"] as? Int }
+            #expect(conns.count == 6)
+            #expect(Set(conns).count == 1, "each request opened a connection: \(conns)")
+            // the server drops the connection without answering; curl may retry that once on a
+            // fresh connection (the request died on a reused one), so the outcome is not asserted
+            try await server.setFaults(["close": ["path": "/props", "times": 1]])
+            _ = await backendError { () async throws(BackendError) in try await client.props() }
+            _ = try await client.slots()
+            let after = try await server.requests(path: "/slots").compactMap { $0["conn"] as? Int }
+            #expect(after.count == 7)
+            #expect(after.last != conns.last, "a new connection after the server dropped the old one")
+        }
+    }
 }
