@@ -8,7 +8,18 @@ import Logging
 /// its warm is in flight is queued once more; since the snapshot is read when
 /// its turn comes, the latest content wins and at most one follow-up runs.
 /// Transient failures retry with capped exponential backoff and jitter.
+///
+/// Passes change the in-memory state; `state.json` is written when the queue
+/// runs empty, at most ``stateWriteInterval`` apart while a long queue drains
+/// (a startup warm of many templates), and on ``flush()``. So a single edit is
+/// on disk as soon as its pass ends, and a startup warm of N templates does
+/// not rewrite an N-record file N times. A crash loses at most the records of
+/// the last interval: their KV files are then orphans, swept at the next
+/// start, and those templates prefill again.
 public actor WarmCoordinator {
+    /// The longest a finished pass waits for its record to be written while the queue is not empty.
+    public static let stateWriteInterval: Duration = .seconds(1)
+
     /// The parts the coordinator drives; replaced as a whole on reload.
     public struct Parts: Sendable {
         public var config: KVWarmConfig
@@ -57,6 +68,9 @@ public actor WarmCoordinator {
     private var credentialReported = false
     private var completedPasses = 0
     private var inFlightSince: ContinuousClock.Instant?
+    /// The state has changes not yet in `state.json`.
+    private var stateDirty = false
+    private var lastStateWrite: ContinuousClock.Instant = .now
     /// Called whenever the set of files a template depends on changes.
     private var onDependencies: (@Sendable ([String: Set<String>]) -> Void)?
     /// Called after every pass (progress for readiness and the watchdog).
@@ -122,7 +136,9 @@ public actor WarmCoordinator {
             inFlightSince = nil
             inFlightTask = nil
             afterPass(name, result)
+            if queue.isEmpty || lastStateWrite.duration(to: .now) >= Self.stateWriteInterval { writeStateIfChanged() }
         }
+        writeStateIfChanged()
         stopped = true
         for w in drainWaiters { w.resume() }
         drainWaiters = []
@@ -237,6 +253,11 @@ public actor WarmCoordinator {
 
     /// Writes the state file now.
     public func flush() { saveState() }
+
+    /// Writes the state file if a pass changed it since the last write.
+    private func writeStateIfChanged() {
+        if stateDirty { saveState() }
+    }
 
     // MARK: - one pass
 
@@ -417,7 +438,7 @@ public actor WarmCoordinator {
             }
         }
         state.templates[name] = rec
-        saveState()
+        stateDirty = true
         return .warmed(report.mode)
     }
 
@@ -440,7 +461,7 @@ public actor WarmCoordinator {
             logger.error("\(error)", metadata: meta)
         }
         record(name) { $0.lastError = error.description; $0.lastErrorAt = Date() }
-        saveState()
+        stateDirty = true
         return .backendFailed(error)
     }
 
@@ -448,6 +469,7 @@ public actor WarmCoordinator {
         var r = state.templates[name] ?? WarmRecord()
         update(&r)
         state.templates[name] = r
+        stateDirty = true
     }
 
     private func setDependencies(_ name: String, _ paths: Set<String>) {
@@ -457,6 +479,8 @@ public actor WarmCoordinator {
     }
 
     private func saveState() {
+        stateDirty = false
+        lastStateWrite = .now
         do {
             try store.save(state)
         } catch {
