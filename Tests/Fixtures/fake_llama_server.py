@@ -540,20 +540,22 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "llama.cpp-fake"
     sys_version = ""
     timeout = 600  # idle keep-alive / slow client read timeout
-    # llama-server (cpp-httplib) sends a small response's headers and body in one
-    # write; this handler writes them separately, which on a keep-alive connection
-    # meets Nagle + the client's delayed ACK (40 ms per response). TCP_NODELAY
-    # gives the fake llama-server's timing.
-    disable_nagle_algorithm = True
+    # one handler instance per accepted connection: numbered so a test can see
+    # whether a client reuses its keep-alive connections
     _conn_counter = iter(range(1, 1 << 62))
     _conn_lock = threading.Lock()
 
     def setup(self):
-        # one handler instance per accepted connection: number them so a test
-        # can see whether a client reuses its keep-alive connections
         with Handler._conn_lock:
             self.conn_id = next(Handler._conn_counter)
         super().setup()
+        # llama-server (cpp-httplib) sends a small response's headers and body in
+        # one write; this handler writes them separately, which on a keep-alive
+        # connection meets Nagle + the client's delayed ACK (40 ms per response).
+        # TCP_NODELAY gives the fake llama-server's timing. (TCP only: the stdlib's
+        # disable_nagle_algorithm switch would fail on the unix socket.)
+        if self.connection.family in (socket.AF_INET, socket.AF_INET6):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # ---- BaseHTTPRequestHandler hooks ----
     def log_message(self, fmt, *args):

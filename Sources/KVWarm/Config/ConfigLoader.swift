@@ -147,6 +147,7 @@ private struct Reader {
         guard let backendNode = root["backend"] else { throw fail("backend", nil, "missing (it needs at least \"url\")") }
         let b = try object(backendNode, "backend", allowed: [
             "url", "api_key_file", "slot_save_dir", "timeout_seconds", "kv_tag", "check_interval_seconds",
+            "fingerprint_check_seconds",
         ])
         guard let urlNode = b["url"] else { throw fail("backend.url", backendNode, "missing") }
         let address = try backendAddress(urlNode, "backend.url")
@@ -179,6 +180,9 @@ private struct Reader {
         let check = try b["check_interval_seconds"].map { n throws(ConfigError) in
             try number(n, "backend.check_interval_seconds", range: 0.2...3600)
         } ?? 5
+        let fingerprintCheck = try b["fingerprint_check_seconds"].map { n throws(ConfigError) in
+            try number(n, "backend.fingerprint_check_seconds", range: 0.2...86_400)
+        } ?? 60
 
         var stateDir = "/var/lib/kvwarm"
         if let n = root["state_dir"] { stateDir = try absolutePath(n, "state_dir") }
@@ -237,7 +241,8 @@ private struct Reader {
         return KVWarmConfig(
             backend: .init(address: address, apiKeyFile: apiKeyFile, slotSaveDir: slotSaveDir,
                            timeout: .milliseconds(Int64(timeout * 1000)), kvTag: kvTag,
-                           checkInterval: .milliseconds(Int64(check * 1000))),
+                           checkInterval: .milliseconds(Int64(check * 1000)),
+                           fingerprintInterval: .milliseconds(Int64(fingerprintCheck * 1000))),
             stateDir: stateDir, debounce: .milliseconds(debounceMS), maxWait: .milliseconds(maxWaitMS),
             templates: templates, includeRoots: includeRoots,
             startup: .init(backendWait: .milliseconds(Int64(wait * 1000)), onUnavailable: policy),

@@ -61,8 +61,10 @@ public struct KVWarmConfig: Sendable, Equatable {
         public var slotSaveDir: String?
         public var timeout: Duration
         public var kvTag: String?
-        /// How often a running kvwarm checks the backend for a restart or a new fingerprint.
+        /// How often a running kvwarm checks the backend for a restart (one `GET /slots`).
         public var checkInterval: Duration
+        /// How often, at most, a check also reads the full fingerprint when nothing looked different.
+        public var fingerprintInterval: Duration = .seconds(60)
     }
 
     public struct Startup: Sendable, Equatable {

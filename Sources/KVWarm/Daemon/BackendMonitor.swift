@@ -3,23 +3,26 @@ import ServiceLifecycle
 
 /// Notices a restarted or changed llama-server and re-warms every template.
 ///
-/// Every `backend.check_interval_seconds` (default 5) it makes a light check:
-/// `GET /health`, then `GET /props` + `GET /v1/models` for the fingerprint and
-/// `GET /slots` for the task counter. A restart shows as the backend going
-/// down and up, a fingerprint change, or slot task ids going backwards (task
-/// ids count up from 0 in each server process). The re-warm then restores
-/// from KV files wherever the fingerprint allows.
+/// Every `backend.check_interval_seconds` (default 5) it makes one request,
+/// `GET /slots`, over a kept-alive connection. A restart shows as the request
+/// failing and later succeeding (down, then up), slot task ids going backwards
+/// (they count up from 0 in each server process), or a slot count or slot
+/// context that no longer matches the fingerprint. Any of these, and otherwise
+/// every `backend.fingerprint_check_seconds` (default 60), makes the check read
+/// the full fingerprint (`GET /props` + `GET /v1/models`); a changed fingerprint
+/// must read the same twice. A server started with `--no-slots` (501) gets
+/// `GET /health` and the full fingerprint at every check instead. The re-warm
+/// restores from KV files wherever the fingerprint allows.
 public struct BackendMonitor: Service {
     public let coordinator: WarmCoordinator
     public let gate: ReadinessGate
     public let logger: Logger
-    public let interval: Duration
 
-    public init(coordinator: WarmCoordinator, gate: ReadinessGate, logger: Logger, interval: Duration) {
+    /// The intervals come from the coordinator's configuration at each check, so a reload applies them.
+    public init(coordinator: WarmCoordinator, gate: ReadinessGate, logger: Logger) {
         self.coordinator = coordinator
         self.gate = gate
         self.logger = logger
-        self.interval = interval
     }
 
     /// Restart detection from the slots' task ids.
@@ -38,20 +41,64 @@ public struct BackendMonitor: Service {
         }
     }
 
+    /// What the one-request check saw.
+    enum Probe: Equatable {
+        /// The backend answered; `slots` is nil when it has no slots endpoint (`--no-slots`).
+        case up(slots: [LlamaClient.SlotInfo]?)
+        /// The backend is not usable now.
+        case down(BackendError)
+        /// The key was rejected: the warm path reports that, the monitor stays quiet.
+        case unauthorized
+        case cancelled
+    }
+
+    static func probe(_ client: LlamaClient) async -> Probe {
+        do {
+            return .up(slots: try await client.slots())
+        } catch {
+            switch error {
+            case .cancelled: return .cancelled
+            case .unauthorized: return .unauthorized
+            case .unsupported, .malformed:
+                // no usable /slots: liveness from /health, restarts from the fingerprint
+                if let e = await client.health() { return e == .cancelled ? .cancelled : .down(e) }
+                return .up(slots: nil)
+            default: return .down(error)
+            }
+        }
+    }
+
+    /// Whether `slots` describe another layout than `fp` (slot count or per-slot context).
+    static func shapeDiffers(_ slots: [LlamaClient.SlotInfo], from fp: BackendFingerprint) -> Bool {
+        if slots.count != fp.totalSlots { return true }
+        return slots.contains { $0.nCtx != 0 && fp.nCtx != 0 && $0.nCtx != fp.nCtx }
+    }
+
     public func run() async throws {
         await gate.wait()
         if Task.isCancelled { return }
         // after a degraded startup nothing has been warmed yet: the first healthy check warms everything
+        // (also after a startup pass failed transiently and no retry has read the fingerprint since:
+        // a redundant re-warm of restores, which is cheaper than deciding which templates missed out)
         var down = await coordinator.fingerprint == nil
         var fingerprintFailing = false
         var unstableReported = false
         var counter = TaskCounter()
+        var lastFullRead: ContinuousClock.Instant?
         while !Task.isCancelled {
-            do { try await Task.sleep(for: interval) } catch { return }
+            let backend = await coordinator.parts.config.backend
+            do { try await Task.sleep(for: backend.checkInterval) } catch { return }
             let client = await coordinator.parts.client
             let kvTag = await coordinator.parts.config.backend.kvTag
-            if let error = await client.health() {
-                if error == .cancelled { return }
+            let fingerprintInterval = await coordinator.parts.config.backend.fingerprintInterval
+            var restarted = down
+            var suspicious = down
+            switch await Self.probe(client) {
+            case .cancelled:
+                return
+            case .unauthorized:
+                continue
+            case .down(let error):
                 if !down {
                     down = true
                     await coordinator.invalidateFingerprint()
@@ -60,7 +107,19 @@ public struct BackendMonitor: Service {
                     ]) { $1 })
                 }
                 continue
+            case .up(let slots):
+                if let slots {
+                    if counter.observe(slots) { restarted = true; suspicious = true }
+                    if let known = await coordinator.fingerprint, Self.shapeDiffers(slots, from: known) { suspicious = true }
+                } else {
+                    suspicious = true
+                }
             }
+            if let last = lastFullRead, last.duration(to: .now) < fingerprintInterval, !suspicious,
+               await coordinator.fingerprint != nil {
+                continue
+            }
+            lastFullRead = .now
             let fp: BackendFingerprint
             do {
                 fp = try await BackendFingerprint.read(from: client, kvTag: kvTag)
@@ -73,6 +132,7 @@ public struct BackendMonitor: Service {
                         LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(error.reason),
                     ]) { $1 })
                 }
+                lastFullRead = nil  // read it again at the next check
                 continue
             }
             fingerprintFailing = false
@@ -94,10 +154,6 @@ public struct BackendMonitor: Service {
                 }
             }
             unstableReported = false
-            var restarted = down
-            if let slots = try? await client.slots() {
-                if counter.observe(slots) { restarted = true }
-            }
             let known = await coordinator.fingerprint
             let changed = await coordinator.updateFingerprint(fp)
             if known?.build != nil, known?.build != fp.build { restarted = true }

@@ -112,8 +112,7 @@ public struct KVWarmDaemon: Sendable {
             .init(service: ShutdownCancelling(StartupSequence(coordinator: coordinator, notifier: notifier,
                                                               gate: gate, logger: logger)),
                   successTerminationBehavior: .ignore),
-            .init(service: ShutdownCancelling(BackendMonitor(coordinator: coordinator, gate: gate, logger: logger,
-                                                             interval: config.backend.checkInterval))),
+            .init(service: ShutdownCancelling(BackendMonitor(coordinator: coordinator, gate: gate, logger: logger))),
             .init(service: ShutdownCancelling(ReloadService(coordinator: coordinator, notifier: notifier, gate: gate,
                                                             logger: logger, load: { () throws(ConfigError) in
                 try Self.loadParts(configPath: path, environment: env, scheduler: scheduler)

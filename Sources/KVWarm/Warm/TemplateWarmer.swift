@@ -37,6 +37,14 @@ public struct TemplateWarmer: Sendable {
     /// Fraction of the prompt a restore probe must find cached.
     public static let effectiveRestoreRatio = 0.9
 
+    /// Whether a probe that found `cached` of `of` prompt tokens in the slot shows a restore that
+    /// took: 90 % of the prompt, or all but the last token (the server always evaluates at least
+    /// one), whichever is fewer, so a 9-token template restored as 8/9 is not called ineffective.
+    public static func restoreTook(cached: Int, of prompt: Int) -> Bool {
+        let ninety = Int((effectiveRestoreRatio * Double(prompt)).rounded(.up))
+        return cached >= min(ninety, prompt - 1)
+    }
+
     public init(client: LlamaClient, scheduler: SlotScheduler, slotWait: Duration = .seconds(30)) {
         self.client = client
         self.scheduler = scheduler
@@ -91,7 +99,7 @@ public struct TemplateWarmer: Sendable {
         }
         let probe = try await client.complete(prompt: prompt, slot: slot)
         scheduler.used(probe.slot, by: template)
-        let took = Double(probe.cachedTokens) >= Self.effectiveRestoreRatio * Double(probe.promptTokens)
+        let took = Self.restoreTook(cached: probe.cachedTokens, of: probe.promptTokens)
         if fallback == nil, !took {
             fallback = .ineffective(cached: probe.cachedTokens, of: probe.promptTokens)
         }

@@ -21,6 +21,8 @@ import Testing
         var reason: String
         /// The fault hits a restore: phase A restarts kvwarm over a saved KV file, phase B touches the file.
         var restore = false
+        /// Extra `backend` keys.
+        var backend: [String: Double] = [:]
         var description: String { id }
     }
 
@@ -34,7 +36,9 @@ import Testing
         // on a fresh one (a server closing an idle connection looks like this)
         Case(id: "close-no-response", faults: #"{"close": {"path": "/apply-template", "times": 2}}"#, outcome: "failed", reason: "connection_broken"),
         Case(id: "malformed-json", faults: #"{"malformed": {"path": "/completion", "times": 1}}"#, outcome: "failed", reason: "malformed_response"),
-        Case(id: "malformed-props", faults: #"{"malformed": {"path": "/props", "times": 1}}"#, outcome: "failed", reason: "malformed_response"),
+        // mid-run, /props is read by the backend check's full fingerprint read: make it every check
+        Case(id: "malformed-props", faults: #"{"malformed": {"path": "/props", "times": 1}}"#, outcome: "failed", reason: "malformed_response",
+             backend: ["fingerprint_check_seconds": 1]),
         Case(id: "restore-400", faults: #"{"restore_400": {"times": 1}}"#, outcome: "ok", reason: "restore_refused", restore: true),
         Case(id: "save-500", faults: #"{"save_500": {"times": 1}}"#, outcome: "failed", reason: "http_500"),
         Case(id: "save-enospc", faults: #"{"save_enospc": {"times": 1}}"#, outcome: "failed", reason: "http_500"),
@@ -55,7 +59,8 @@ import Testing
         let marker = "FAULT-\(c.id)"
         try dir.write("tpl/a.txt", Hostile.text(marker))
         let config = try Hostile.writeConfig(dir, url: Hostile.url(fake), slotDir: fake.slotSavePath,
-                                             templates: ["a": dir.file("tpl/a.txt")], backend: ["timeout_seconds": 1])
+                                             templates: ["a": dir.file("tpl/a.txt")],
+                                             backend: c.backend.merging(["timeout_seconds": 1]) { $1 })
         if c.restore {
             // a clean first run leaves a KV file for the faulted restore
             let first = try Hostile.run(config, dir)
@@ -181,8 +186,10 @@ import Testing
         let fake = try await FakeLlamaServerProcess.start()
         defer { fake.stop() }
         try dir.write("tpl/a.txt", Hostile.text("FLIP"))
+        // the full fingerprint at every 1 s check (the default reads it every 60 s when /slots looks the same)
         let config = try Hostile.writeConfig(dir, url: Hostile.url(fake), slotDir: fake.slotSavePath,
-                                             templates: ["a": dir.file("tpl/a.txt")])
+                                             templates: ["a": dir.file("tpl/a.txt")],
+                                             backend: ["fingerprint_check_seconds": 1])
         let kv = try Hostile.run(config, dir)
         try await kv.awaitNotify("READY=1", timeout: .seconds(30))
         try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "a", "OUTCOME": "ok"], timeout: .seconds(10))

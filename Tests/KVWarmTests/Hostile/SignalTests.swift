@@ -56,16 +56,22 @@ import Testing
             !Hostile.completions(try await fake.requests(path: "/completion"), marker: "HUP-EDITED").isEmpty
         }
         let mark = kv.notifyMessages.count
+        // on a loaded machine this loop can stall past the 100 ms quiet period, which rightly ends a
+        // burst: such stalls are counted and allowed for
+        var stalls = 0
+        var last = ContinuousClock.now
         for _ in 0..<50 {
             kv.signal(SIGHUP)
+            if last.duration(to: .now) >= .milliseconds(100) { stalls += 1 }
+            last = .now
             try await Task.sleep(for: .milliseconds(20))
         }
         try await Task.sleep(for: .seconds(4))
         #expect(kv.process.isRunning)
         let reloads = kv.notifyMessages.dropFirst(mark).filter { $0.contains("RELOADING=1") }.count
         let readies = kv.notifyMessages.dropFirst(mark).filter { $0.contains("READY=1") }.count
-        print("50 SIGHUPs in 1 s: \(reloads) reloads")
-        #expect(reloads >= 1 && reloads <= 3, "\(reloads) reloads: the signals did not coalesce")
+        print("50 SIGHUPs in 1 s: \(reloads) reloads, \(stalls) stalls of the sender over 100 ms")
+        #expect(reloads >= 1 && reloads <= 3 + stalls, "\(reloads) reloads: the signals did not coalesce")
         try await kv.wait("READY after the last reload", timeout: .seconds(20)) {
             let tail = kv.notifyMessages.dropFirst(mark)
             return tail.filter { $0.contains("READY=1") }.count == tail.filter { $0.contains("RELOADING=1") }.count ? true : nil

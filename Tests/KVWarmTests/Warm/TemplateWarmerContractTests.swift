@@ -35,6 +35,15 @@ import KVWarmTestSupport
         }
     }
 
+    @Test func restoreTookNeedsNinetyPercentOrAllButTheLastToken() {
+        #expect(TemplateWarmer.restoreTook(cached: 900, of: 1000))
+        #expect(!TemplateWarmer.restoreTook(cached: 899, of: 1000))
+        #expect(TemplateWarmer.restoreTook(cached: 8, of: 9), "a short template keeps all but its last token")
+        #expect(!TemplateWarmer.restoreTook(cached: 7, of: 9))
+        #expect(!TemplateWarmer.restoreTook(cached: 0, of: 9), "the SWA trap on a short template")
+        #expect(TemplateWarmer.restoreTook(cached: 0, of: 1))
+    }
+
     @Test func restoreRefusedFallsBackToPrefill() async throws {
         try await withFakeServer { server in
             let warmer = TemplateWarmer(client: server.client(), scheduler: SlotScheduler())

@@ -1,0 +1,113 @@
+import Foundation
+@testable import KVWarm
+import KVWarmTestSupport
+import Testing
+
+/// The backend check: one `GET /slots` per interval while nothing changes; the full fingerprint
+/// when something looks different; a restart seen from task ids alone.
+@Suite(.timeLimit(.minutes(2))) struct BackendMonitorTests {
+    static func slot(_ id: Int, nCtx: Int = 4096, task: Int? = nil) -> LlamaClient.SlotInfo {
+        LlamaClient.SlotInfo(id: id, nCtx: nCtx, isProcessing: false, idTask: task, promptTokens: nil)
+    }
+
+    static let fingerprint = BackendFingerprint(
+        modelPath: "/m.gguf", totalSlots: 2, nCtx: 4096, chatTemplateSHA256: "t", nParams: 1, modelSize: 1,
+        nVocab: 1, nEmbd: 1, nCtxTrain: 1, kvTag: nil, build: "b1")
+
+    @Test func taskIdsGoingBackwardsOrVanishingIsARestart() {
+        var c = BackendMonitor.TaskCounter()
+        do { let r = c.observe([Self.slot(0, task: 5), Self.slot(1)]); #expect(!r, "the first observation is the baseline") }
+        do { let r = c.observe([Self.slot(0, task: 9), Self.slot(1, task: 7)]); #expect(!r) }
+        do { let r = c.observe([Self.slot(0, task: 2), Self.slot(1)]); #expect(r, "ids went backwards") }
+        do { let r = c.observe([Self.slot(0, task: 3), Self.slot(1)]); #expect(!r) }
+        do { let r = c.observe([Self.slot(0), Self.slot(1)]); #expect(r, "a fresh server has no task ids") }
+    }
+
+    @Test func slotShapeIsComparedWithTheFingerprint() {
+        let fp = Self.fingerprint
+        #expect(!BackendMonitor.shapeDiffers([Self.slot(0), Self.slot(1)], from: fp))
+        #expect(BackendMonitor.shapeDiffers([Self.slot(0), Self.slot(1), Self.slot(2)], from: fp), "slot count")
+        #expect(BackendMonitor.shapeDiffers([Self.slot(0), Self.slot(1, nCtx: 8192)], from: fp), "per-slot context")
+        #expect(!BackendMonitor.shapeDiffers([Self.slot(0, nCtx: 0), Self.slot(1, nCtx: 0)], from: fp),
+                "a server that does not report n_ctx is not a change")
+    }
+
+    static func requestsSince(_ fake: FakeLlamaServerProcess, _ seen: Int) async throws -> [String] {
+        try await fake.requests().dropFirst(seen).map { "\($0["method"] as? String ?? "") \($0["route"] as? String ?? "")" }
+    }
+
+    @Test func anIdleCheckIsOneSlotsRequest() async throws {
+        let dir = try TemporaryDirectory("kvmonitor")
+        defer { dir.remove() }
+        let fake = try await FakeLlamaServerProcess.start()
+        defer { fake.stop() }
+        let config = try Hostile.writeConfig(dir, url: Hostile.url(fake), slotDir: fake.slotSavePath,
+                                             templates: ["a": try dir.write("tpl/a.txt", Hostile.text("IDLE"))],
+                                             backend: ["check_interval_seconds": 0.3])
+        let kv = try Hostile.run(config, dir)
+        try await kv.awaitNotify("READY=1", timeout: .seconds(30))
+        // the first check after READY reads the full fingerprint; from then on /slots alone
+        try await Hostile.eventually("first check done") {
+            try await Self.requestsSince(fake, 0).filter { $0 == "GET /props" }.count >= 2
+        }
+        let seen = try await fake.requests().count
+        try await Hostile.eventually("eight more checks") {
+            try await Self.requestsSince(fake, seen).count >= 8
+        }
+        let reqs = try await Self.requestsSince(fake, seen)
+        #expect(Set(reqs) == ["GET /slots"], "\(reqs)")
+        #expect(kv.stop() == 0)
+    }
+
+    @Test func withoutASlotsEndpointTheCheckReadsHealthAndTheFingerprint() async throws {
+        let dir = try TemporaryDirectory("kvmonitor")
+        defer { dir.remove() }
+        let fake = try await FakeLlamaServerProcess.start(arguments: ["--no-slots"])
+        defer { fake.stop() }
+        let config = try Hostile.writeConfig(dir, url: Hostile.url(fake), slotDir: fake.slotSavePath,
+                                             templates: ["a": try dir.write("tpl/a.txt", Hostile.text("NOSLOTS"))],
+                                             backend: ["check_interval_seconds": 0.3])
+        let kv = try Hostile.run(config, dir)
+        try await kv.awaitNotify("READY=1", timeout: .seconds(30))
+        let seen = try await fake.requests().count
+        try await Hostile.eventually("three checks") {
+            try await Self.requestsSince(fake, seen).filter { $0 == "GET /health" }.count >= 3
+        }
+        let reqs = try await Self.requestsSince(fake, seen)
+        #expect(reqs.contains("GET /props") && reqs.contains("GET /v1/models"), "\(reqs)")
+        #expect(Hostile.records(kv, ["STAGE": "backend", "OUTCOME": "ok"]).isEmpty, "no restart is imagined")
+        #expect(kv.stop() == 0)
+    }
+
+    /// A server restarted between two checks (never seen down): the fresh task ids give it away,
+    /// and every template is restored from its KV file.
+    @Test func aRestartBetweenTwoChecksIsSeenFromTaskIds() async throws {
+        let dir = try TemporaryDirectory("kvmonitor")
+        defer { dir.remove() }
+        let port = try LlamaServerFixture.freePort()
+        let slots = dir.file("slots")
+        try FileManager.default.createDirectory(atPath: slots, withIntermediateDirectories: true)
+        var fake = try await FakeLlamaServerProcess.start(arguments: ["--port", "\(port)", "--slot-save-path", slots])
+        let config = try Hostile.writeConfig(dir, url: "http://127.0.0.1:\(port)", slotDir: slots,
+                                             templates: ["a": try dir.write("tpl/a.txt", Hostile.text("QUICK"))],
+                                             backend: ["check_interval_seconds": 4])
+        let kv = try Hostile.run(config, dir)
+        try await kv.awaitNotify("READY=1", timeout: .seconds(30))
+        // right after a check, replace the server: the next check is ~4 s away
+        let seen = try await fake.requests().count
+        try await Hostile.eventually("a check after READY", timeout: .seconds(10)) {
+            try await Self.requestsSince(fake, seen).contains("GET /slots")
+        }
+        let mark = kv.logRecords.count
+        fake.stop()
+        fake = try await FakeLlamaServerProcess.start(arguments: ["--port", "\(port)", "--slot-save-path", slots])
+        defer { fake.stop() }
+        let rec = try await kv.awaitRecord(["STAGE": "backend", "OUTCOME": "ok"], after: mark, timeout: .seconds(15))
+        #expect(rec["REASON"] == "restarted")
+        #expect(Hostile.records(kv, ["STAGE": "backend", "OUTCOME": "failed"]).isEmpty,
+                "the check never saw the backend down: the task ids told")
+        let warm = try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "a", "OUTCOME": "ok"], after: mark, timeout: .seconds(15))
+        #expect(warm["MODE"] == "restore")
+        #expect(kv.stop() == 0)
+    }
+}
