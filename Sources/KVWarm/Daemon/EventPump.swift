@@ -17,7 +17,7 @@ public struct EventPump<C: Clock>: Service where C.Duration == Duration {
     }
 
     public func run() async throws {
-        let (names, nameSink) = AsyncStream<String>.makeStream(bufferingPolicy: .unbounded)
+        let (names, nameSink) = AsyncStream<DebounceEvent<String>>.makeStream(bufferingPolicy: .unbounded)
         let changes = watcher.changes
         let coordinator = self.coordinator
         let logger = self.logger
@@ -25,16 +25,18 @@ public struct EventPump<C: Clock>: Service where C.Duration == Duration {
             for await change in changes {
                 switch change {
                 case .templates(let set):
-                    for n in set.sorted() { nameSink.yield(n) }
+                    for n in set.sorted() { nameSink.yield(DebounceEvent(key: n)) }
+                case .attributes(let set):
+                    for n in set.sorted() { nameSink.yield(DebounceEvent(key: n, restartsQuiet: false)) }
                 case .rescanAll:
                     logger.info("rescanning every template", metadata: .stage(.watch, .watchOverflow))
-                    for n in await coordinator.parts.config.templates.map(\.name) { nameSink.yield(n) }
+                    for n in await coordinator.parts.config.templates.map(\.name) { nameSink.yield(DebounceEvent(key: n)) }
                 }
             }
             nameSink.finish()
         }
         await withTaskCancellationHandler {
-            for await name in debouncer.debounce(names) {
+            for await name in debouncer.debounceEvents(names) {
                 logger.debug("quiet period over", metadata: .stage(.debounce, .debounceFired, template: name))
                 await coordinator.enqueue([name])
             }

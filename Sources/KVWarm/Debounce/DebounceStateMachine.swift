@@ -1,8 +1,11 @@
 /// Per-key debounce bookkeeping, free of clocks and tasks.
 ///
 /// A key fires `quiet` after its last event, or `maxWait` after its first
-/// pending event when events keep coming. Inputs return no side effects; the
-/// driver asks ``nextDeadline`` and calls ``fire(now:)`` when it passes.
+/// pending event when events keep coming. An event that does not restart the
+/// quiet period (a metadata-only change, see ``received(_:at:restartsQuiet:)``)
+/// starts one when the key is idle and leaves a pending deadline alone.
+/// Inputs return no side effects; the driver asks ``nextDeadline`` and calls
+/// ``fire(now:)`` when it passes.
 public struct DebounceStateMachine<Key: Hashable & Sendable, Instant: InstantProtocol>: Sendable
 where Instant.Duration == Duration {
     struct Pending: Sendable {
@@ -24,9 +27,12 @@ where Instant.Duration == Duration {
     /// Whether nothing is pending.
     public var isIdle: Bool { pending.isEmpty }
 
-    /// Records an event for `key` at `now`.
-    public mutating func received(_ key: Key, at now: Instant) {
+    /// Records an event for `key` at `now`. With `restartsQuiet` false the event only matters when
+    /// nothing is pending for `key`: vim's save ends with an attribute change after the close-write,
+    /// and that should not push the warm of the content it just wrote back by a whole quiet period.
+    public mutating func received(_ key: Key, at now: Instant, restartsQuiet: Bool = true) {
         if var p = pending[key] {
+            guard restartsQuiet else { return }
             p.last = now
             pending[key] = p
         } else {

@@ -21,6 +21,13 @@ public struct PerKeyDebouncer<Key: Hashable & Sendable, C: Clock>: Sendable wher
     /// The debounced sequence of `input`. Keys still pending when `input` ends are emitted then.
     public func debounce<Input: AsyncSequence & Sendable>(_ input: Input) -> AsyncStream<Key>
     where Input.Element == Key {
+        debounceEvents(input.map { DebounceEvent(key: $0) })
+    }
+
+    /// The debounced sequence of `input`, whose events may leave a pending quiet period alone
+    /// (``DebounceEvent/restartsQuiet``).
+    public func debounceEvents<Input: AsyncSequence & Sendable>(_ input: Input) -> AsyncStream<Key>
+    where Input.Element == DebounceEvent<Key> {
         let (stream, output) = AsyncStream<Key>.makeStream(bufferingPolicy: .unbounded)
         let driver = Task { await run(input, output: output) }
         output.onTermination = { _ in driver.cancel() }
@@ -28,16 +35,16 @@ public struct PerKeyDebouncer<Key: Hashable & Sendable, C: Clock>: Sendable wher
     }
 
     private func run<Input: AsyncSequence & Sendable>(_ input: Input, output: AsyncStream<Key>.Continuation) async
-    where Input.Element == Key {
+    where Input.Element == DebounceEvent<Key> {
         let machine = DebounceBox(DebounceStateMachine<Key, C.Instant>(quiet: quiet, maxWait: maxWait))
         // wakes the timer loop when the first key of an idle period arrives
         let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 do {
-                    for try await key in input {
+                    for try await event in input {
                         let now = clock.now
-                        machine.withLock { $0.received(key, at: now) }
+                        machine.withLock { $0.received(event.key, at: now, restartsQuiet: event.restartsQuiet) }
                         wake.yield()
                     }
                 } catch {}
@@ -62,6 +69,18 @@ public struct PerKeyDebouncer<Key: Hashable & Sendable, C: Clock>: Sendable wher
             group.cancelAll()
         }
         output.finish()
+    }
+}
+
+/// One input of ``PerKeyDebouncer``.
+public struct DebounceEvent<Key: Hashable & Sendable>: Sendable {
+    public var key: Key
+    /// False for an event that starts a quiet period when none is pending but never extends one.
+    public var restartsQuiet: Bool
+
+    public init(key: Key, restartsQuiet: Bool = true) {
+        self.key = key
+        self.restartsQuiet = restartsQuiet
     }
 }
 

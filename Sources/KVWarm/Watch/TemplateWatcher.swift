@@ -295,6 +295,8 @@ public final class TemplateWatcher: Sendable {
 
     private struct BatchOutcome {
         var templates: Set<String> = []
+        /// Templates whose only events in the batch were IN_ATTRIB.
+        var attributesOnly: Set<String> = []
         var overflow = false
         var reconcile = false
         var raw: [(InotifyEvent, Set<String>)] = []
@@ -329,7 +331,11 @@ public final class TemplateWatcher: Sendable {
                     for dir in dirs {
                         let hit = s.plan.templates(directory: dir, name: e.name)
                         if !hit.isEmpty {
-                            out.templates.formUnion(hit)
+                            if e.mask & ~(InotifyMask.attrib | InotifyMask.isDir) == 0 {
+                                out.attributesOnly.formUnion(hit)
+                            } else {
+                                out.templates.formUnion(hit)
+                            }
                             out.reconcile = true
                         }
                     }
@@ -359,8 +365,10 @@ public final class TemplateWatcher: Sendable {
                 "inotify event queue overflowed; events were lost, rescanning every template",
                 metadata: meta(.watchOverflow, [LogField.hint: "raise fs.inotify.max_queued_events if this recurs"]))
             continuation.yield(.rescanAll)
-        } else if !out.templates.isEmpty {
-            continuation.yield(.templates(out.templates))
+        } else {
+            if !out.templates.isEmpty { continuation.yield(.templates(out.templates)) }
+            let attributes = out.attributesOnly.subtracting(out.templates)
+            if !attributes.isEmpty { continuation.yield(.attributes(attributes)) }
         }
     }
 

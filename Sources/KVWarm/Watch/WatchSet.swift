@@ -18,6 +18,10 @@ public enum WatchChange: Sendable, Equatable {
     /// These templates may have changed. Content is re-read and hash-compared downstream,
     /// so duplicates and false positives are harmless.
     case templates(Set<String>)
+    /// Only the metadata of these templates changed (`IN_ATTRIB` alone: `chmod`, a timestamp, an
+    /// editor restoring attributes after its write). A pass is due, but it need not wait for a
+    /// longer quiet period when one is already pending.
+    case attributes(Set<String>)
     /// Events were lost (queue overflow) or the watcher lost track: re-check every template.
     case rescanAll
 }

@@ -42,6 +42,21 @@ struct TestInstant: InstantProtocol, CustomStringConvertible {
         #expect(m.fire(now: .ms(180)) == ["a"])
     }
 
+    /// vim's save: close-write, then an attribute change a few milliseconds later. The latter
+    /// starts a period when nothing is pending (a lone chmod or touch) but never extends one.
+    @Test func anEventThatDoesNotRestartQuietLeavesAPendingDeadlineAlone() {
+        var m = Machine(quiet: .milliseconds(100), maxWait: .milliseconds(1000))
+        m.received("a", at: .ms(0))
+        m.received("a", at: .ms(7), restartsQuiet: false)
+        #expect(m.nextDeadline == .ms(100))
+        #expect(m.fire(now: .ms(100)) == ["a"])
+        m.received("a", at: .ms(200), restartsQuiet: false)
+        #expect(m.nextDeadline == .ms(300), "on an idle key it starts a quiet period")
+        m.received("a", at: .ms(250))
+        #expect(m.nextDeadline == .ms(350), "a content event still extends it")
+        #expect(m.fire(now: .ms(350)) == ["a"])
+    }
+
     @Test func constantEventsAreCappedAtMaxWaitFromTheFirst() {
         var m = Machine(quiet: .milliseconds(100), maxWait: .milliseconds(300))
         for t in stride(from: Int64(0), through: 290, by: 50) {

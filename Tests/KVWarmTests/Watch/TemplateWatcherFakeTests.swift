@@ -34,6 +34,28 @@ import KVWarmTestSupport
         #expect(fake.script.withLock { $0.addCalls } == [realDir])
     }
 
+    /// An attribute-only event is reported apart from content events; in one batch with a
+    /// content event for the same template it adds nothing.
+    @Test func attributeOnlyEventsAreReportedApart() async throws {
+        let (root, realDir, set) = try fixture()
+        defer { root.remove() }
+        let fake = FakeInotify()
+        let (watcher, task) = try running(fake, set)
+        let wd = try #require(fake.wd(for: realDir))
+        fake.enqueue([InotifyEvent(wd: wd, mask: InotifyMask.closeWrite, name: "t.txt")])
+        #expect(try await nextChange(watcher.changes) == .templates(["t"]))
+        fake.enqueue([InotifyEvent(wd: wd, mask: InotifyMask.attrib, name: "t.txt")])
+        #expect(try await nextChange(watcher.changes) == .attributes(["t"]))
+        fake.enqueue([InotifyEvent(wd: wd, mask: InotifyMask.attrib, name: "t.txt"),
+                      InotifyEvent(wd: wd, mask: InotifyMask.closeWrite, name: "t.txt"),
+                      InotifyEvent(wd: wd, mask: InotifyMask.closeWrite, name: "x.txt")])
+        #expect(try await nextChange(watcher.changes) == .templates(["t"]))
+        fake.enqueue([InotifyEvent(wd: wd, mask: InotifyMask.closeWrite, name: "t.txt")])
+        #expect(try await nextChange(watcher.changes) == .templates(["t"]), "no .attributes left over from the mixed batch")
+        task.cancel()
+        try await task.value
+    }
+
     @Test func interruptedReadAndPollAreRetried() async throws {
         let (root, realDir, set) = try fixture()
         defer { root.remove() }

@@ -37,7 +37,7 @@ extension WatchChange {
     func contains(_ template: String) -> Bool {
         switch self {
         case .rescanAll: return false
-        case .templates(let t): return t.contains(template)
+        case .templates(let t), .attributes(let t): return t.contains(template)
         }
     }
 }
