@@ -221,6 +221,7 @@ public struct JSONDocumentParser {
     private mutating func parseObject(depth: Int) throws(JSONSyntaxError) -> JSONValue {
         index += 1
         var members: [(key: String, value: JSONNode)] = []
+        var keys: Set<String> = []
         skipSpace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
         while true {
@@ -230,7 +231,7 @@ public struct JSONDocumentParser {
             }
             let keyLine = line
             let key = try parseString()
-            if members.contains(where: { $0.key == key }) {
+            if !keys.insert(key).inserted {
                 throw JSONSyntaxError(message: "duplicate key \"\(key)\"", line: keyLine, column: 1)
             }
             skipSpace()

@@ -10,14 +10,15 @@ import Logging
 /// Transient failures retry with capped exponential backoff and jitter.
 ///
 /// Passes change the in-memory state; `state.json` is written when the queue
-/// runs empty, at most ``stateWriteInterval`` apart while a long queue drains
-/// (a startup warm of many templates), and on ``flush()``. So a single edit is
+/// runs empty, otherwise at most ``stateWriteInterval`` after a change (a
+/// timer on the actor, so a long pass in flight does not hold back the records
+/// of the passes before it), and on ``flush()``. So a single edit is
 /// on disk as soon as its pass ends, and a startup warm of N templates does
 /// not rewrite an N-record file N times. A crash loses at most the records of
 /// the last interval: their KV files are then orphans, swept at the next
 /// start, and those templates prefill again.
 public actor WarmCoordinator {
-    /// The longest a finished pass waits for its record to be written while the queue is not empty.
+    /// The longest a change of the state waits to be written while the queue is not empty.
     public static let stateWriteInterval: Duration = .seconds(1)
 
     /// The parts the coordinator drives; replaced as a whole on reload.
@@ -70,7 +71,11 @@ public actor WarmCoordinator {
     private var inFlightSince: ContinuousClock.Instant?
     /// The state has changes not yet in `state.json`.
     private var stateDirty = false
-    private var lastStateWrite: ContinuousClock.Instant = .now
+    /// Writes the state ``stateWriteInterval`` after it first changed, unless the queue drains sooner;
+    /// it runs while a long pass is in flight, so earlier passes' records do not wait for it.
+    private var pendingStateWrite: Task<Void, Never>?
+    /// Bumped by every write, so a timer that fires after a write has been made is ignored.
+    private var stateWrites = 0
     /// Called whenever the set of files a template depends on changes.
     private var onDependencies: (@Sendable ([String: Set<String>]) -> Void)?
     /// Called after every pass (progress for readiness and the watchdog).
@@ -136,7 +141,7 @@ public actor WarmCoordinator {
             inFlightSince = nil
             inFlightTask = nil
             afterPass(name, result)
-            if queue.isEmpty || lastStateWrite.duration(to: .now) >= Self.stateWriteInterval { writeStateIfChanged() }
+            if queue.isEmpty { writeStateIfChanged() }
         }
         writeStateIfChanged()
         stopped = true
@@ -257,6 +262,23 @@ public actor WarmCoordinator {
     /// Writes the state file if a pass changed it since the last write.
     private func writeStateIfChanged() {
         if stateDirty { saveState() }
+    }
+
+    /// Notes a change of the in-memory state and makes sure a write follows within ``stateWriteInterval``.
+    private func stateChanged() {
+        stateDirty = true
+        guard pendingStateWrite == nil else { return }
+        let generation = stateWrites
+        pendingStateWrite = Task { [weak self] in
+            do { try await Task.sleep(for: Self.stateWriteInterval) } catch { return }
+            await self?.pendingStateWriteFired(generation)
+        }
+    }
+
+    private func pendingStateWriteFired(_ generation: Int) {
+        guard generation == stateWrites else { return }  // written meanwhile
+        pendingStateWrite = nil
+        writeStateIfChanged()
     }
 
     // MARK: - one pass
@@ -438,7 +460,7 @@ public actor WarmCoordinator {
             }
         }
         state.templates[name] = rec
-        stateDirty = true
+        stateChanged()
         return .warmed(report.mode)
     }
 
@@ -461,7 +483,7 @@ public actor WarmCoordinator {
             logger.error("\(error)", metadata: meta)
         }
         record(name) { $0.lastError = error.description; $0.lastErrorAt = Date() }
-        stateDirty = true
+        stateChanged()
         return .backendFailed(error)
     }
 
@@ -469,7 +491,7 @@ public actor WarmCoordinator {
         var r = state.templates[name] ?? WarmRecord()
         update(&r)
         state.templates[name] = r
-        stateDirty = true
+        stateChanged()
     }
 
     private func setDependencies(_ name: String, _ paths: Set<String>) {
@@ -480,7 +502,9 @@ public actor WarmCoordinator {
 
     private func saveState() {
         stateDirty = false
-        lastStateWrite = .now
+        stateWrites += 1
+        pendingStateWrite?.cancel()
+        pendingStateWrite = nil
         do {
             try store.save(state)
         } catch {

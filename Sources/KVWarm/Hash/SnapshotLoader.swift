@@ -25,13 +25,10 @@ public struct SnapshotLoader: Sendable {
     /// The include references in `text`, in order of first appearance.
     public static func includeReferences(in text: String) -> [String] {
         var refs: [String] = []
-        var rest = Substring(text)
-        while let open = rest.range(of: "<{") {
-            let after = rest[open.upperBound...]
-            guard let close = after.range(of: "}>") else { break }
-            let ref = String(after[..<close.lowerBound])
-            if ref != "message", !ref.isEmpty, !ref.contains("\n"), !refs.contains(ref) { refs.append(ref) }
-            rest = after[close.upperBound...]
+        var seen: Set<String> = []
+        for token in PlaceholderScanner.tokens(in: text) {
+            let ref = String(text[token.inner])
+            if ref != "message", !ref.isEmpty, !ref.contains("\n"), seen.insert(ref).inserted { refs.append(ref) }
         }
         return refs
     }

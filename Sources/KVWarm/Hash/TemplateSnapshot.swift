@@ -44,7 +44,7 @@ public struct TemplateSnapshot: Sendable, Equatable {
             field(inc.reference)
             field(inc.content)
         }
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return HexEncoding.lowercase(h.finalize())
     }
 
     /// The template file plus every include path: what the watcher must watch.

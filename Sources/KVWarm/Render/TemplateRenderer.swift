@@ -23,30 +23,25 @@ public enum TemplateRenderer {
         var before = ""
         var after = ""
         var seenMessage = false
-        var rest = Substring(snapshot.text)
+        let text = snapshot.text
+        var rest = text.startIndex
         func emit(_ s: some StringProtocol) {
             if seenMessage { after += s } else { before += s }
         }
-        while let open = rest.range(of: "<{") {
-            emit(rest[..<open.lowerBound])
-            let tail = rest[open.upperBound...]
-            guard let close = tail.range(of: "}>") else {
-                emit(rest[open.lowerBound...])
-                rest = rest[rest.endIndex...]
-                break
-            }
-            let ref = String(tail[..<close.lowerBound])
+        for token in PlaceholderScanner.tokens(in: text) {
+            emit(text[rest..<token.whole.lowerBound])
+            let ref = String(text[token.inner])
             if ref == "message" {
                 seenMessage = true
             } else if let c = contents[ref] {
                 emit(c)
             } else {
                 // not an include the loader resolved (empty or multi-line): literal text
-                emit(rest[open.lowerBound..<close.upperBound])
+                emit(text[token.whole])
             }
-            rest = tail[close.upperBound...]
+            rest = token.whole.upperBound
         }
-        emit(rest)
+        emit(text[rest...])
         return RenderedTemplate(beforeMessage: before, afterMessage: after, hasPlaceholder: seenMessage)
     }
 }

@@ -27,7 +27,7 @@ public struct BackendFingerprint: Sendable, Equatable, Codable {
             "v1", modelPath, String(totalSlots), String(nCtx), chatTemplateSHA256, String(nParams),
             String(modelSize), String(nVocab), String(nEmbd), String(nCtxTrain), kvTag ?? "",
         ].map { "\($0.utf8.count):\($0)" }.joined(separator: "|")
-        return SHA256.hash(data: Array(canonical.utf8)).map { String(format: "%02x", $0) }.joined()
+        return HexEncoding.lowercase(SHA256.hash(data: Array(canonical.utf8)))
     }
 
     /// The fields that differ from `other` (for the log).
@@ -59,7 +59,7 @@ public struct BackendFingerprint: Sendable, Equatable, Codable {
             modelPath: props["model_path"] as? String ?? (data["id"] as? String ?? ""),
             totalSlots: slots,
             nCtx: LlamaClient.int(settings["n_ctx"]) ?? LlamaClient.int(meta["n_ctx"]) ?? 0,
-            chatTemplateSHA256: SHA256.hash(data: Array(template.utf8)).map { String(format: "%02x", $0) }.joined(),
+            chatTemplateSHA256: HexEncoding.lowercase(SHA256.hash(data: Array(template.utf8))),
             nParams: LlamaClient.int(meta["n_params"]) ?? 0,
             modelSize: LlamaClient.int(meta["size"]) ?? 0,
             nVocab: LlamaClient.int(meta["n_vocab"]) ?? 0,

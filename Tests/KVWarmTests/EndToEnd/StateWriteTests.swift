@@ -89,4 +89,27 @@ import Glibc
         #expect(after.templates.count == 60)
         #expect(kv.stop() == 0)
     }
+
+    /// A 30 s warm in flight does not hold back the record of the quick warm before it.
+    @Test func aLongPassDoesNotHoldBackEarlierRecords() async throws {
+        let dir = try TemporaryDirectory("kvstate")
+        defer { dir.remove() }
+        let fake = try await FakeLlamaServerProcess.start(arguments: ["--prefill-ms-per-token", "100"])
+        defer { fake.stop() }
+        let config = try Hostile.writeConfig(
+            dir, url: Hostile.url(fake), slotDir: fake.slotSavePath,
+            templates: ["a-fast": try dir.write("tpl/fast.txt", Hostile.text("FAST", words: 10)),
+                        "b-slow": try dir.write("tpl/slow.txt", Hostile.text("SLOW", words: 300))],
+            backend: ["timeout_seconds": 120])
+        let kv = try Hostile.run(config, dir)
+        try await kv.awaitRecord(["STAGE": "persist", "TEMPLATE": "a-fast", "OUTCOME": "ok"], timeout: .seconds(30))
+        try await Hostile.eventually("a-fast's record on disk while b-slow warms", timeout: .seconds(5)) {
+            guard let data = FileManager.default.contents(atPath: dir.file("state/state.json")),
+                  let state = try? JSONDecoder.iso.decode(WarmState.self, from: data) else { return false }
+            return state.templates["a-fast"]?.kvFile != nil
+        }
+        #expect(Hostile.records(kv, ["STAGE": "warm", "TEMPLATE": "b-slow", "OUTCOME": "ok"]).isEmpty,
+                "b-slow is still warming: its 30 s prefill did not hold the write back")
+        #expect(kv.stop() == 0)
+    }
 }
