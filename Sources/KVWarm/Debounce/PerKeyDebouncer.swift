@@ -60,7 +60,12 @@ public struct PerKeyDebouncer<Key: Hashable & Sendable, C: Clock>: Sendable wher
                         if await iterator.next() == nil { break }
                         continue
                     }
-                    do { try await clock.sleep(until: deadline, tolerance: nil) } catch { break }
+                    // already due (debounce 0, or a deadline that passed while firing others): no timer
+                    if clock.now < deadline {
+                        do { try await clock.sleep(until: deadline, tolerance: nil) } catch { break }
+                    } else if Task.isCancelled {
+                        break
+                    }
                     let now = clock.now
                     for k in machine.withLock({ $0.fire(now: now) }) { output.yield(k) }
                 }

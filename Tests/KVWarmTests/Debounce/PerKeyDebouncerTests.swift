@@ -93,6 +93,19 @@ final class ObservedInput: AsyncSequence, Sendable {
         #expect(await out.next() == nil, "nothing else was pending")
     }
 
+    /// With no quiet period a key is due when it arrives: it is emitted without any timer.
+    @Test func zeroQuietEmitsWithoutSleeping() async throws {
+        var out = await start(quiet: 0, maxWait: 0)
+        await input.sendAndWait("a")
+        #expect(await out.next() == "a")
+        await input.sendAndWait("b")
+        #expect(await out.next() == "b")
+        #expect(clock.sleeperCount == 0, "no timer was armed")
+        #expect(clock.elapsed == .zero)
+        input.finish()
+        #expect(await out.next() == nil)
+    }
+
     @Test func repeatedEventsWithinQuietKeepPostponing() async throws {
         var out = await start()
         await input.sendAndWait("a")                  // t=0
