@@ -12,14 +12,20 @@ import Synchronization
 public struct CurlTransport: HTTPTransport {
     public let address: BackendAddress
     private let apiKey: String?
-    private let workers = CurlWorkerPool.Lease(maxIdle: 2)
+    private let workers: CurlWorkerPool.Lease
 
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_ALL)) }()
 
     public init(address: BackendAddress, apiKey: String?) {
+        self.init(address: address, apiKey: apiKey, workerThreadName: "kvwarm-curl")
+    }
+
+    /// With the pool's threads named `workerThreadName` (tests tell their own pool's threads apart).
+    init(address: BackendAddress, apiKey: String?, workerThreadName: String) {
         _ = Self.globalInit
         self.address = address
         self.apiKey = apiKey
+        workers = CurlWorkerPool.Lease(maxIdle: 2, threadName: workerThreadName)
     }
 
     public func send(_ request: HTTPRequest) async throws(TransportFailure) -> HTTPResponse {

@@ -22,18 +22,25 @@ final class CurlWorkerPool: Sendable {
     /// Owned by a transport; closes the pool when the transport and all its copies are gone.
     final class Lease: Sendable {
         let pool: CurlWorkerPool
-        init(maxIdle: Int) { pool = CurlWorkerPool(maxIdle: maxIdle) }
+        init(maxIdle: Int, threadName: String = "kvwarm-curl") {
+            pool = CurlWorkerPool(maxIdle: maxIdle, threadName: threadName)
+        }
         deinit { pool.close() }
     }
 
     let maxIdle: Int
+    /// The name its threads carry (`/proc/<pid>/task/<tid>/comm`, at most 15 bytes).
+    let threadName: String
     private struct Parked {
         var workers: [CurlWorker] = []
         var closed = false
     }
     private let idle = Mutex(Parked())
 
-    private init(maxIdle: Int) { self.maxIdle = maxIdle }
+    private init(maxIdle: Int, threadName: String) {
+        self.maxIdle = maxIdle
+        self.threadName = threadName
+    }
 
     /// Runs `job` on an idle worker, or on a new one; `done` is called on that worker's thread.
     func run(_ job: CurlJob, done: @escaping @Sendable (Result<HTTPResponse, TransportFailure>) -> Void) {
@@ -42,8 +49,11 @@ final class CurlWorkerPool: Sendable {
             return
         }
         let worker = CurlWorker(pool: self)
-        let thread = Thread { worker.loop(first: CurlWorker.Assignment(job: job, done: done)) }
-        thread.name = "kvwarm-curl"
+        let name = threadName
+        let thread = Thread {
+            ThreadNaming.nameCurrentThread(name)
+            worker.loop(first: CurlWorker.Assignment(job: job, done: done))
+        }
         thread.start()
     }
 

@@ -115,11 +115,12 @@ public final class TemplateWatcher: Sendable {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
                 let thread = Thread { [self] in
+                    // Foundation's Thread.name does not reach the kernel on Linux: name it here
+                    ThreadNaming.nameCurrentThread("kvwarm-inotify")
                     let result = readLoop(fd: fd, wake: wake)
                     shutdown()
                     done.resume(with: result)
                 }
-                thread.name = "kvwarm-inotify"
                 thread.start()
             }
         } onCancel: {

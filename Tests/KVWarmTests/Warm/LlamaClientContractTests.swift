@@ -184,4 +184,34 @@ func backendError<T>(_ op: () async throws(BackendError) -> T) async -> BackendE
             #expect(after.last != conns.last, "a new connection after the server dropped the old one")
         }
     }
+
+    /// Threads of this process named `name`.
+    static func threads(named name: String) -> Int {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.filter {
+            (try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) == name
+        }.count
+    }
+
+    /// At most two workers stay parked after a burst of concurrent requests, and they exit
+    /// when their transport goes away (a reload replaces it): no thread leaks per reload.
+    @Test func poolKeepsTwoParkedWorkersAndReleasesThemWithItsTransport() async throws {
+        try await withFakeServer { server in
+            let name = "kvw-t\(getpid() % 10_000)"
+            let client = LlamaClient(transport: CurlTransport(address: server.address, apiKey: nil, workerThreadName: name),
+                                     timeout: .seconds(10))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<5 { group.addTask { _ = try await client.slots() } }
+                try await group.waitForAll()
+            }
+            try await Hostile.eventually("the extra workers exit", timeout: .seconds(5)) { Self.threads(named: name) <= 2 }
+            #expect(Self.threads(named: name) >= 1, "a worker stays parked for the next request")
+            _ = try await client.slots()
+        }  // the client, and with it the transport, ends here
+        let name = "kvw-t\(getpid() % 10_000)"
+        try await Hostile.eventually("parked workers exit with their transport", timeout: .seconds(5)) {
+            Self.threads(named: name) == 0
+        }
+    }
 }
