@@ -3,7 +3,8 @@ import KVWarm
 import KVWarmTestSupport
 import Testing
 
-/// SIGTERM during a long warm, and a storm of SIGHUPs.
+/// SIGTERM during a long warm (during the startup warm: STOPPING=1, no READY=1, exit 0), and a
+/// storm of SIGHUPs.
 @Suite struct HostileSignalTests {
     @Test func sigtermDuringThirtySecondWarmExitsWithinTwoSeconds() async throws {
         let dir = try TemporaryDirectory("kvsig")
@@ -27,6 +28,8 @@ import Testing
         let took = started.duration(to: .now)
         #expect(status == 0)
         #expect(took < .seconds(2), "took \(took)")
+        #expect(kv.notifyMessages.contains { $0.contains("STOPPING=1") })
+        #expect(!kv.notifyMessages.contains { $0.contains("READY=1") }, "the startup warm never finished")
         print("SIGTERM during a 30 s warm: exit \(status) after \(took)")
         let state = try JSONDecoder.iso.decode(WarmState.self, from: Data(contentsOf: URL(fileURLWithPath: dir.file("state/state.json"))))
         #expect(state.templates["fast"]?.kvFile != nil)
