@@ -86,11 +86,12 @@ public struct BackendMonitor: Service {
         var counter = TaskCounter()
         var lastFullRead: ContinuousClock.Instant?
         while !Task.isCancelled {
-            let backend = await coordinator.parts.config.backend
-            do { try await Task.sleep(for: backend.checkInterval) } catch { return }
-            let client = await coordinator.parts.client
-            let kvTag = await coordinator.parts.config.backend.kvTag
-            let fingerprintInterval = await coordinator.parts.config.backend.fingerprintInterval
+            do { try await Task.sleep(for: await coordinator.parts.config.backend.checkInterval) } catch { return }
+            // one read of the parts after the sleep: a reload during it applies to this check
+            let parts = await coordinator.parts
+            let client = parts.client
+            let kvTag = parts.config.backend.kvTag
+            let known = await coordinator.fingerprint
             var restarted = down
             var suspicious = down
             switch await Self.probe(client) {
@@ -110,13 +111,13 @@ public struct BackendMonitor: Service {
             case .up(let slots):
                 if let slots {
                     if counter.observe(slots) { restarted = true; suspicious = true }
-                    if let known = await coordinator.fingerprint, Self.shapeDiffers(slots, from: known) { suspicious = true }
+                    if let known, Self.shapeDiffers(slots, from: known) { suspicious = true }
                 } else {
                     suspicious = true
                 }
             }
-            if let last = lastFullRead, last.duration(to: .now) < fingerprintInterval, !suspicious,
-               await coordinator.fingerprint != nil {
+            if let last = lastFullRead, last.duration(to: .now) < parts.config.backend.fingerprintInterval,
+               !suspicious, known != nil {
                 continue
             }
             lastFullRead = .now
@@ -138,7 +139,8 @@ public struct BackendMonitor: Service {
             fingerprintFailing = false
             // a change must read the same twice: a fingerprint that differs between two calls
             // would otherwise re-prefill every template at every check
-            if let known = await coordinator.fingerprint, !fp.differences(from: known).isEmpty {
+            // (read again: a pass may have updated it while the fingerprint was read)
+            if let current = await coordinator.fingerprint, !fp.differences(from: current).isEmpty {
                 let again = try? await BackendFingerprint.read(from: client, kvTag: kvTag)
                 guard let again, again.differences(from: fp).isEmpty else {
                     if !unstableReported {
@@ -154,9 +156,9 @@ public struct BackendMonitor: Service {
                 }
             }
             unstableReported = false
-            let known = await coordinator.fingerprint
+            let previous = await coordinator.fingerprint
             let changed = await coordinator.updateFingerprint(fp)
-            if known?.build != nil, known?.build != fp.build { restarted = true }
+            if previous?.build != nil, previous?.build != fp.build { restarted = true }
             if restarted || changed {
                 down = false
                 logger.notice("backend \(changed ? "changed" : "restarted"): re-warming every template",
