@@ -33,6 +33,7 @@ public final class ManualClock: Clock, Sendable {
     private struct State {
         var now = Instant(offset: .zero)
         var nextID: UInt64 = 0
+        var sleepCalls = 0
         var sleepers: [Sleeper] = []
         var cancelled: Set<UInt64> = []
         var waiters: [Waiter] = []
@@ -56,6 +57,9 @@ public final class ManualClock: Clock, Sendable {
     /// Time elapsed since the origin.
     public var elapsed: Duration { now.offset }
 
+    /// How many times `sleep(until:)` was called, including calls that returned at once.
+    public var sleepCalls: Int { state.withLock { $0.sleepCalls } }
+
     /// How many tasks are currently suspended in `sleep(until:)`.
     public var sleeperCount: Int { state.withLock { $0.sleepers.count } }
 
@@ -65,6 +69,7 @@ public final class ManualClock: Clock, Sendable {
     public func sleep(until deadline: Instant, tolerance: Duration? = nil) async throws {
         try Task.checkCancellation()
         let id: UInt64 = state.withLock { s in
+            s.sleepCalls += 1
             s.nextID += 1
             return s.nextID
         }
