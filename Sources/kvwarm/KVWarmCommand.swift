@@ -29,7 +29,7 @@ struct ConfigOptions: ParsableArguments {
     var path: String { ConfigLoader.configPath(explicit: config, environment: environment) }
 
     /// Loads the config and builds the pipeline parts (API key included), or exits 78.
-    func loadParts() throws -> WarmCoordinator.Parts {
+    func loadParts() throws -> PipelineParts {
         do {
             return try KVWarmDaemon.loadParts(configPath: path, environment: environment, scheduler: SlotScheduler())
         } catch {

@@ -33,15 +33,17 @@ struct WarmCommand: AsyncParsableCommand {
             printError("kvwarm: backend \(parts.config.backend.address) unavailable: \(e)")
             throw ExitCode(KVWarm.ExitCode.unavailable.rawValue)
         }
-        let coordinator = WarmCoordinator(parts: parts, store: store, state: state, logger: logger,
+        let writer = StateWriter(store: store, state: state, logger: logger)
+        let identity = BackendIdentity(scheduler: parts.warmer.scheduler, writer: writer, logger: logger)
+        let coordinator = WarmCoordinator(parts: parts, identity: identity, writer: writer, logger: logger,
                                           backoff: Backoff(base: .seconds(3600), cap: .seconds(3600)))
         let tty = isatty(2) == 1
         let total = targets.count
         let results = ResultBox()
-        await coordinator.setObservers(dependencies: nil, progress: { name, result in
+        await coordinator.setProgressObserver { name, result in
             let n = results.add(name, result)
             if tty { printError("[\(n)/\(total)] \(name): \(describe(result))") }
-        })
+        }
         await coordinator.enqueue(targets)
         let worker = Task { await coordinator.runWorker() }
         await coordinator.drained()
@@ -58,7 +60,7 @@ struct WarmCommand: AsyncParsableCommand {
     }
 }
 
-private func describe(_ r: WarmCoordinator.Result) -> String {
+private func describe(_ r: PassResult) -> String {
     switch r {
     case .warmed(let m): "warm (\(m.rawValue))"
     case .templateFailed(let why): "FAILED: \(why)"
@@ -69,12 +71,12 @@ private func describe(_ r: WarmCoordinator.Result) -> String {
 
 /// Collects results from the coordinator's progress callback.
 private final class ResultBox: Sendable {
-    private let items = Mutex<[(String, WarmCoordinator.Result)]>([])
-    func add(_ n: String, _ r: WarmCoordinator.Result) -> Int {
+    private let items = Mutex<[(String, PassResult)]>([])
+    func add(_ n: String, _ r: PassResult) -> Int {
         items.withLock { $0.append((n, r)); return $0.count }
     }
-    var all: [(String, WarmCoordinator.Result)] { items.withLock { $0 } }
-    var failures: [(String, WarmCoordinator.Result)] {
+    var all: [(String, PassResult)] { items.withLock { $0 } }
+    var failures: [(String, PassResult)] {
         all.filter { if case .warmed = $0.1 { false } else { true } }
     }
 }

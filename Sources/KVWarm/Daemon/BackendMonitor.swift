@@ -12,7 +12,8 @@ import ServiceLifecycle
 /// the full fingerprint (`GET /props` + `GET /v1/models`); a changed fingerprint
 /// must read the same twice. A server started with `--no-slots` (501) gets
 /// `GET /health` and the full fingerprint at every check instead. The re-warm
-/// restores from KV files wherever the fingerprint allows.
+/// restores from KV files wherever the fingerprint allows. The decisions are
+/// ``BackendCheck``'s; this service performs them.
 public struct BackendMonitor: Service {
     public let coordinator: WarmCoordinator
     public let gate: ReadinessGate
@@ -25,34 +26,7 @@ public struct BackendMonitor: Service {
         self.logger = logger
     }
 
-    /// Restart detection from the slots' task ids.
-    public struct TaskCounter: Sendable, Equatable {
-        public private(set) var highest: Int?
-
-        public init() {}
-
-        /// Feeds one `GET /slots`; true when the ids went backwards (a new server process).
-        public mutating func observe(_ slots: [LlamaClient.SlotInfo]) -> Bool {
-            let now = slots.compactMap(\.idTask).max()
-            defer { highest = now }
-            guard let before = highest else { return false }
-            guard let now else { return true }
-            return now < before
-        }
-    }
-
-    /// What the one-request check saw.
-    enum Probe: Equatable {
-        /// The backend answered; `slots` is nil when it has no slots endpoint (`--no-slots`).
-        case up(slots: [LlamaClient.SlotInfo]?)
-        /// The backend is not usable now.
-        case down(BackendError)
-        /// The key was rejected: the warm path reports that, the monitor stays quiet.
-        case unauthorized
-        case cancelled
-    }
-
-    static func probe(_ client: LlamaClient) async -> Probe {
+    static func probe(_ client: LlamaClient) async -> BackendCheck.Probe {
         do {
             return .up(slots: try await client.slots())
         } catch {
@@ -68,107 +42,81 @@ public struct BackendMonitor: Service {
         }
     }
 
-    /// Whether `slots` describe another layout than `fp` (slot count or per-slot context).
-    static func shapeDiffers(_ slots: [LlamaClient.SlotInfo], from fp: BackendFingerprint) -> Bool {
-        if slots.count != fp.totalSlots { return true }
-        return slots.contains { $0.nCtx != 0 && fp.nCtx != 0 && $0.nCtx != fp.nCtx }
+    static func readFingerprint(_ parts: PipelineParts) async -> Result<BackendFingerprint, BackendError> {
+        do {
+            return .success(try await BackendFingerprint.read(from: parts.client, kvTag: parts.config.backend.kvTag))
+        } catch {
+            return .failure(error)
+        }
     }
 
     public func run() async throws {
         await gate.wait()
         if Task.isCancelled { return }
+        let identity = coordinator.identity
         // after a degraded startup nothing has been warmed yet: the first healthy check warms everything
         // (also after a startup pass failed transiently and no retry has read the fingerprint since:
         // a redundant re-warm of restores, which is cheaper than deciding which templates missed out)
-        var down = await coordinator.fingerprint == nil
-        var fingerprintFailing = false
-        var unstableReported = false
-        var counter = TaskCounter()
-        var lastFullRead: ContinuousClock.Instant?
+        var check = BackendCheck(down: await identity.fingerprint == nil)
         while !Task.isCancelled {
             do { try await Task.sleep(for: await coordinator.parts.config.backend.checkInterval) } catch { return }
             // one read of the parts after the sleep: a reload during it applies to this check
             let parts = await coordinator.parts
-            let client = parts.client
-            let kvTag = parts.config.backend.kvTag
-            let known = await coordinator.fingerprint
-            var restarted = down
-            var suspicious = down
-            switch await Self.probe(client) {
-            case .cancelled:
-                return
-            case .unauthorized:
-                continue
-            case .down(let error):
-                if !down {
-                    down = true
-                    await coordinator.invalidateFingerprint()
-                    logger.warning("backend unavailable: \(error)", metadata: Logger.Metadata.stage(.backend, .backendUnavailable).merging([
-                        LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(error.reason),
-                    ]) { $1 })
-                }
-                continue
-            case .up(let slots):
-                if let slots {
-                    if counter.observe(slots) { restarted = true; suspicious = true }
-                    if let known, Self.shapeDiffers(slots, from: known) { suspicious = true }
-                } else {
-                    suspicious = true
-                }
-            }
-            if let last = lastFullRead, last.duration(to: .now) < parts.config.backend.fingerprintInterval,
-               !suspicious, known != nil {
-                continue
-            }
-            lastFullRead = .now
-            let fp: BackendFingerprint
-            do {
-                fp = try await BackendFingerprint.read(from: client, kvTag: kvTag)
-            } catch {
-                if error == .cancelled { return }
-                // 401: the warm path reports credential problems; anything else is said once per episode
-                if error != .unauthorized && !fingerprintFailing {
-                    fingerprintFailing = true
-                    logger.warning("cannot read the backend fingerprint: \(error)", metadata: Logger.Metadata.stage(.backend, .backendUnavailable).merging([
-                        LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(error.reason),
-                    ]) { $1 })
-                }
-                lastFullRead = nil  // read it again at the next check
-                continue
-            }
-            fingerprintFailing = false
-            // a change must read the same twice: a fingerprint that differs between two calls
-            // would otherwise re-prefill every template at every check
-            // (read again: a pass may have updated it while the fingerprint was read)
-            if let current = await coordinator.fingerprint, !fp.differences(from: current).isEmpty {
-                let again = try? await BackendFingerprint.read(from: client, kvTag: kvTag)
-                guard let again, again.differences(from: fp).isEmpty else {
-                    if !unstableReported {
-                        unstableReported = true
-                        logger.warning("backend fingerprint differs between two reads; ignoring it until it is stable",
-                                       metadata: Logger.Metadata.stage(.backend, .backendChanged).merging([
-                                           LogField.outcome: .string(Outcome.failed.rawValue),
-                                           LogField.reason: .string("fingerprint_unstable"),
-                                           LogField.hint: .string("llama-server reports different /props on consecutive calls; kvwarm keeps the last stable fingerprint"),
-                                       ]) { $1 })
-                    }
-                    continue
-                }
-            }
-            unstableReported = false
-            let previous = await coordinator.fingerprint
-            let changed = await coordinator.updateFingerprint(fp)
-            if previous?.build != nil, previous?.build != fp.build { restarted = true }
-            if restarted || changed {
-                down = false
-                logger.notice("backend \(changed ? "changed" : "restarted"): re-warming every template",
-                              metadata: Logger.Metadata.stage(.backend, .backendChanged).merging([
-                                  LogField.outcome: .string(Outcome.ok.rawValue),
-                                  LogField.reason: .string(changed ? "fingerprint_changed" : "restarted"),
-                              ]) { $1 })
-                if restarted { await coordinator.backendRestarted() }
-                await coordinator.enqueueAll()
-            }
+            if await checkOnce(&check, parts, identity) == false { return }
+        }
+    }
+
+    /// One check; false when the service should stop.
+    private func checkOnce(_ check: inout BackendCheck, _ parts: PipelineParts, _ identity: BackendIdentity) async -> Bool {
+        let known = await identity.fingerprint
+        let restarted: Bool
+        switch check.probed(await Self.probe(parts.client), known: known, now: .now,
+                            fingerprintInterval: parts.config.backend.fingerprintInterval) {
+        case .stop: return false
+        case .skip: return true
+        case .wentDown(let error):
+            await identity.invalidate()
+            logger.warning("backend unavailable: \(error)", metadata: .stage(.backend, .backendUnavailable, [
+                LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(error.reason),
+            ]))
+            return true
+        case .readFingerprint(let r):
+            restarted = r
+        }
+        // compared with the fingerprint as it is after the read: a pass may have updated it meanwhile
+        var verdict = check.read(await Self.readFingerprint(parts), current: await identity.fingerprint)
+        if case .confirm(let first) = verdict {
+            let again = try? await Self.readFingerprint(parts).get()
+            verdict = check.confirmed(first, again: again)
+        }
+        switch verdict {
+        case .stop: return false
+        case .skip, .confirm: return true
+        case .readFailed(let error):
+            logger.warning("cannot read the backend fingerprint: \(error)", metadata: .stage(.backend, .backendUnavailable, [
+                LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(error.reason),
+            ]))
+            return true
+        case .unstable:
+            logger.warning("backend fingerprint differs between two reads; ignoring it until it is stable",
+                           metadata: .stage(.backend, .backendChanged, [
+                               LogField.outcome: .string(Outcome.failed.rawValue),
+                               LogField.reason: .string("fingerprint_unstable"),
+                               LogField.hint: .string("llama-server reports different /props on consecutive calls; kvwarm keeps the last stable fingerprint"),
+                           ]))
+            return true
+        case .record(let fp):
+            let previousBuild = await identity.fingerprint?.build
+            let changed = await identity.record(fp)
+            guard case .all(let reason, let resetSlots) = check.recorded(fp, changed: changed, restarted: restarted,
+                                                                         previousBuild: previousBuild) else { return true }
+            logger.notice("backend \(changed ? "changed" : "restarted"): re-warming every template",
+                          metadata: .stage(.backend, .backendChanged, [
+                              LogField.outcome: .string(Outcome.ok.rawValue), LogField.reason: .string(reason),
+                          ]))
+            if resetSlots { await identity.restarted() }
+            await coordinator.enqueueAll()
+            return true
         }
     }
 }

@@ -22,11 +22,11 @@ public struct KVWarmDaemon: Sendable {
 
     /// Loads the config and builds fresh parts (also re-reads the API key file).
     public static func loadParts(configPath: String, environment: [String: String],
-                                 scheduler: SlotScheduler) throws(ConfigError) -> WarmCoordinator.Parts {
+                                 scheduler: SlotScheduler) throws(ConfigError) -> PipelineParts {
         let config = try ConfigLoader(environment: environment).load(path: configPath)
         let key = try readAPIKey(config)
         let transport = CurlTransport(address: config.backend.address, apiKey: key)
-        return WarmCoordinator.Parts(config: config, transport: transport, scheduler: scheduler)
+        return PipelineParts(config: config, transport: transport, scheduler: scheduler)
     }
 
     /// The API key from `backend.api_key_file`, trimmed of surrounding white space.
@@ -49,13 +49,13 @@ public struct KVWarmDaemon: Sendable {
     /// Runs until SIGTERM/SIGINT (exit 0) or a fatal startup condition (its exit code).
     public func run() async -> ExitCode {
         let scheduler = SlotScheduler()
-        let parts: WarmCoordinator.Parts
+        let parts: PipelineParts
         do {
             parts = try Self.loadParts(configPath: configPath, environment: environment, scheduler: scheduler)
         } catch {
-            logger.critical("invalid configuration: \(error)", metadata: Logger.Metadata.stage(.startup, .startupBegin).merging([
+            logger.critical("invalid configuration: \(error)", metadata: .stage(.startup, .startupBegin, [
                 LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string("bad_config"),
-            ]) { $1 })
+            ]))
             notifier.failed(status: "invalid configuration: \(error)", errno: 22)
             return .config
         }
@@ -82,23 +82,18 @@ public struct KVWarmDaemon: Sendable {
         let keep = Set(state.templates.values.compactMap(\.kvFile))
         let removed = parts.persister.sweepOrphans(keep: keep)
         if !removed.isEmpty {
-            logger.info("removed \(removed.count) orphaned KV files", metadata: Logger.Metadata.stage(.persist, .persisted).merging([
+            logger.info("removed \(removed.count) orphaned KV files", metadata: .stage(.persist, .persisted, [
                 "FILES": .string(removed.joined(separator: ",")),
-            ]) { $1 })
+            ]))
         }
 
-        let coordinator = WarmCoordinator(parts: parts, store: store, state: state, logger: logger)
+        let writer = StateWriter(store: store, state: state, logger: logger)
+        let identity = BackendIdentity(scheduler: scheduler, writer: writer, logger: logger)
+        let coordinator = WarmCoordinator(parts: parts, identity: identity, writer: writer, logger: logger)
         let watcher = TemplateWatcher(logger: logger)
-        let watchLogger = logger
-        await coordinator.setObservers(dependencies: { deps in
-            do {
-                try watcher.update(WatchSet(files: deps))
-            } catch {
-                watchLogger.error("cannot watch template files: \(error)", metadata: Logger.Metadata.stage(.watch, .watchError).merging([
-                    LogField.outcome: .string(Outcome.failed.rawValue),
-                ]) { $1 })
-            }
-        }, progress: nil)
+        // the configured files are watched before the startup warm reads them, so no edit is missed
+        WatchService.apply(WatchSet(files: Dictionary(uniqueKeysWithValues: config.templates.map { ($0.name, [$0.path]) })),
+                           to: watcher, logger: logger)
 
         let gate = ReadinessGate()
         let debouncer = PerKeyDebouncer<String, ContinuousClock>(quiet: config.debounce, maxWait: config.maxWait,
@@ -106,7 +101,7 @@ public struct KVWarmDaemon: Sendable {
         let env = environment
         let path = configPath
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: WatchService(watcher: watcher)),
+            .init(service: WatchService(watcher: watcher, dependencies: coordinator.dependencyChanges, logger: logger)),
             .init(service: ShutdownCancelling(EventPump(watcher: watcher, coordinator: coordinator,
                                                         debouncer: debouncer, logger: logger))),
             .init(service: ShutdownCancelling(StartupSequence(coordinator: coordinator, notifier: notifier,
@@ -136,24 +131,11 @@ public struct KVWarmDaemon: Sendable {
             await coordinator.flush()
             return exit.code
         } catch {
-            if let exit = Self.findExit(error) {
-                await coordinator.flush()
-                return exit.code
-            }
             logger.critical("stopped on error: \(error)", metadata: .stage(.shutdown, .shutdown))
             await coordinator.flush()
             return .software
         }
         return .ok
-    }
-
-    static func findExit(_ error: any Error) -> DaemonExit? {
-        if let e = error as? DaemonExit { return e }
-        let mirror = Mirror(reflecting: error)
-        for child in mirror.children {
-            if let inner = child.value as? any Error, let e = findExit(inner) { return e }
-        }
-        return nil
     }
 }
 

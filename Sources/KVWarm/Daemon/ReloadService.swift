@@ -20,10 +20,10 @@ public struct ReloadService: Service {
     /// A burst is cut after this long, so a steady stream of signals still reloads.
     public var burstLimit: Duration = .seconds(1)
     /// Loads the config and builds the parts (reads the API key file again).
-    public let load: @Sendable () throws(ConfigError) -> WarmCoordinator.Parts
+    public let load: @Sendable () throws(ConfigError) -> PipelineParts
 
     public init(coordinator: WarmCoordinator, notifier: Notifier, gate: ReadinessGate, logger: Logger,
-                load: @escaping @Sendable () throws(ConfigError) -> WarmCoordinator.Parts) {
+                load: @escaping @Sendable () throws(ConfigError) -> PipelineParts) {
         self.coordinator = coordinator
         self.notifier = notifier
         self.gate = gate
@@ -61,24 +61,23 @@ public struct ReloadService: Service {
                     seen = now
                 }
                 handled = seen
-                await reload(announced: true)
+                await reload()
             }
         } onCancel: {
             request.finish()
         }
     }
 
-    /// One reload; `announced` when RELOADING=1 was already sent.
-    public func reload(announced: Bool = false) async {
-        if !announced { notifier.reloading(status: "reloading configuration") }
-        let parts: WarmCoordinator.Parts
+    /// One reload, after RELOADING=1 was sent.
+    func reload() async {
+        let parts: PipelineParts
         do {
             parts = try load()
         } catch {
             logger.error("reload rejected, keeping the running configuration: \(error)",
-                         metadata: Logger.Metadata.stage(.reload, .reloadRejected).merging([
+                         metadata: .stage(.reload, .reloadRejected, [
                              LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string("bad_config"),
-                         ]) { $1 })
+                         ]))
             let total = await coordinator.parts.config.templates.count
             notifier.ready(status: "watching \(total) templates; last reload rejected: \(error)")
             return
@@ -89,9 +88,9 @@ public struct ReloadService: Service {
         let total = parts.config.templates.count
         let failed = await coordinator.problems.count
         logger.notice("reloaded: \(total) templates, \(changed.count) new or changed",
-                      metadata: Logger.Metadata.stage(.reload, .reloadDone).merging([
+                      metadata: .stage(.reload, .reloadDone, [
                           LogField.outcome: .string(Outcome.ok.rawValue),
-                      ]) { $1 })
+                      ]))
         notifier.ready(status: "watching \(total) templates (\(failed) failed)")
     }
 }

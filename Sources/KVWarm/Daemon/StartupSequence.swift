@@ -55,16 +55,16 @@ public struct StartupSequence: Service {
             switch config.startup.onUnavailable {
             case .fail:
                 let status = "failed: backend \(config.backend.address) unavailable after \(waited) s (\(reason.reason))"
-                logger.critical("\(status)", metadata: Logger.Metadata.stage(.startup, .backendUnavailable).merging([
+                logger.critical("\(status)", metadata: .stage(.startup, .backendUnavailable, [
                     LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(reason.reason),
-                ]) { $1 })
+                ]))
                 notifier.failed(status: status, errno: 113)  // EHOSTUNREACH
                 throw DaemonExit(.unavailable, status)
             case .degraded:
                 let status = "degraded: backend \(config.backend.address) unavailable (\(reason.reason)); warming \(total) templates when it returns"
-                logger.warning("\(status)", metadata: Logger.Metadata.stage(.startup, .startupDegraded).merging([
+                logger.warning("\(status)", metadata: .stage(.startup, .startupDegraded, [
                     LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(reason.reason),
-                ]) { $1 })
+                ]))
                 notifier.ready(status: status)
                 gate.open()
                 return
@@ -102,10 +102,10 @@ public struct StartupSequence: Service {
         let failed = await coordinator.problems.count
         let status = "watching \(total) templates (\(failed) failed)"
         logger.notice("ready: \(status) after \(Int(started.duration(to: .now).milliseconds)) ms",
-                      metadata: Logger.Metadata.stage(.startup, .startupReady).merging([
+                      metadata: .stage(.startup, .startupReady, [
                           LogField.outcome: .string(failed == 0 ? Outcome.ok.rawValue : Outcome.failed.rawValue),
                           LogField.durationMS: .stringConvertible(Int(started.duration(to: .now).milliseconds)),
-                      ]) { $1 })
+                      ]))
         notifier.ready(status: status)
         gate.open()
     }

@@ -25,8 +25,8 @@ public struct WarmWorker: Service {
             worker.cancel()
         }
         await coordinator.flush()
-        logger.notice("stopped; state written", metadata: Logger.Metadata.stage(.shutdown, .shutdown).merging([
+        logger.notice("stopped; state written", metadata: .stage(.shutdown, .shutdown, [
             LogField.outcome: .string(Outcome.ok.rawValue),
-        ]) { $1 })
+        ]))
     }
 }

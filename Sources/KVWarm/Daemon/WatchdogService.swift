@@ -29,9 +29,9 @@ public struct WatchdogService: Service {
                 if !reported {
                     reported = true
                     logger.error("a warm has been in flight for \(Int(age.milliseconds / 1000)) s: withholding watchdog pings",
-                                 metadata: Logger.Metadata.stage(.warm, .warmFailed).merging([
+                                 metadata: .stage(.warm, .warmFailed, [
                                      LogField.reason: .string("pipeline_hung"),
-                                 ]) { $1 })
+                                 ]))
                 }
             } else {
                 reported = false

@@ -31,7 +31,7 @@ public enum Stage: String, Sendable, CaseIterable {
 
 /// What became of a stage's work, as written in the `OUTCOME` field.
 public enum Outcome: String, Sendable {
-    case ok, unchanged, failed, ineffective, skipped
+    case ok, unchanged, failed, ineffective
 }
 
 /// How a template was warmed, as written in the `MODE` field.
@@ -74,5 +74,11 @@ extension Logger.Metadata {
         var m: Logger.Metadata = [LogField.stage: .string(stage.rawValue), LogField.messageID: .string(id.rawValue)]
         if let template { m[LogField.template] = .string(template) }
         return m
+    }
+
+    /// ``stage(_:_:template:)`` plus `extra` (which wins over the stage fields).
+    public static func stage(_ stage: Stage, _ id: MessageID, template: String? = nil,
+                             _ extra: Logger.Metadata) -> Logger.Metadata {
+        Self.stage(stage, id, template: template).merging(extra) { $1 }
     }
 }

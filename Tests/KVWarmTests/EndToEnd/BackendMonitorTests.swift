@@ -15,7 +15,7 @@ import Testing
         nVocab: 1, nEmbd: 1, nCtxTrain: 1, kvTag: nil, build: "b1")
 
     @Test func taskIdsGoingBackwardsOrVanishingIsARestart() {
-        var c = BackendMonitor.TaskCounter()
+        var c = TaskCounter()
         do { let r = c.observe([Self.slot(0, task: 5), Self.slot(1)]); #expect(!r, "the first observation is the baseline") }
         do { let r = c.observe([Self.slot(0, task: 9), Self.slot(1, task: 7)]); #expect(!r) }
         do { let r = c.observe([Self.slot(0, task: 2), Self.slot(1)]); #expect(r, "ids went backwards") }
@@ -25,10 +25,10 @@ import Testing
 
     @Test func slotShapeIsComparedWithTheFingerprint() {
         let fp = Self.fingerprint
-        #expect(!BackendMonitor.shapeDiffers([Self.slot(0), Self.slot(1)], from: fp))
-        #expect(BackendMonitor.shapeDiffers([Self.slot(0), Self.slot(1), Self.slot(2)], from: fp), "slot count")
-        #expect(BackendMonitor.shapeDiffers([Self.slot(0), Self.slot(1, nCtx: 8192)], from: fp), "per-slot context")
-        #expect(!BackendMonitor.shapeDiffers([Self.slot(0, nCtx: 0), Self.slot(1, nCtx: 0)], from: fp),
+        #expect(!BackendCheck.shapeDiffers([Self.slot(0), Self.slot(1)], from: fp))
+        #expect(BackendCheck.shapeDiffers([Self.slot(0), Self.slot(1), Self.slot(2)], from: fp), "slot count")
+        #expect(BackendCheck.shapeDiffers([Self.slot(0), Self.slot(1, nCtx: 8192)], from: fp), "per-slot context")
+        #expect(!BackendCheck.shapeDiffers([Self.slot(0, nCtx: 0), Self.slot(1, nCtx: 0)], from: fp),
                 "a server that does not report n_ctx is not a change")
     }
 

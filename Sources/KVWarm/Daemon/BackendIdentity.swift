@@ -1,0 +1,79 @@
+import Logging
+
+/// The one owner of "is this the same backend?" for one llama-server.
+///
+/// It holds the fingerprint believed current, the fingerprint digests under which
+/// restores were seen not to take, and the slot scheduler's memory of which slot holds
+/// which template (forgotten whenever the server may have restarted). The fingerprint
+/// and the ineffective-restore findings are part of the state file, through the
+/// ``StateWriter``. One instance serves one backend: a daemon with several backends
+/// creates one per backend.
+public actor BackendIdentity {
+    private var current: BackendFingerprint?
+    /// The last fingerprint recorded in the state file, compared with the first one read.
+    private var recorded: BackendFingerprint?
+    public private(set) var restoreIneffective: Set<String>
+    public let scheduler: SlotScheduler
+    private let writer: StateWriter
+    private let logger: Logger
+
+    public init(scheduler: SlotScheduler, writer: StateWriter, logger: Logger) {
+        self.scheduler = scheduler
+        self.writer = writer
+        self.logger = logger
+        let state = writer.state
+        recorded = state.backend
+        restoreIneffective = Set(state.restoreIneffective)
+    }
+
+    /// The fingerprint believed current; nil until one is read, and after the backend went away.
+    public var fingerprint: BackendFingerprint? { current }
+
+    /// Records a fingerprint read from the server; true when its digest differs from the last
+    /// one known (in memory or in the state file). A change is logged with the fields that changed.
+    @discardableResult
+    public func record(_ fp: BackendFingerprint) -> Bool {
+        let previous = current ?? recorded
+        current = fp
+        guard let previous else {
+            recorded = fp
+            writer.update { $0.backend = fp }
+            return false
+        }
+        let diffs = fp.differences(from: previous)
+        if !diffs.isEmpty {
+            logger.notice("backend fingerprint changed", metadata: .stage(.backend, .backendChanged, [
+                "CHANGED": .string(diffs.joined(separator: ",")),
+                LogField.hint: .string(fp.digest == previous.digest
+                    ? "only the build changed: KV files stay valid"
+                    : "KV files of the old backend will not be restored; templates re-prefill"),
+            ]))
+            recorded = fp
+            writer.update { $0.backend = fp }
+            writer.writeSoon()
+        }
+        return fp.digest != previous.digest
+    }
+
+    /// Applies what a pass found: a fingerprint it read, an ineffective restore, and, after a
+    /// transient failure, that the server may have been replaced.
+    public func apply(_ outcome: PassOutcome) {
+        if let fp = outcome.fingerprintRead { record(fp) }
+        if let digest = outcome.restoreIneffective, !restoreIneffective.contains(digest) {
+            restoreIneffective.insert(digest)
+            writer.update { $0.restoreIneffective = restoreIneffective.sorted() }
+        }
+        if case .backendFailed(let e) = outcome.result, e.isTransient {
+            current = nil  // a restarted server may be another one: the next pass reads it again
+        }
+    }
+
+    /// Forgets the fingerprint and the slot assignments (the backend went away).
+    public func invalidate() {
+        current = nil
+        scheduler.reset()
+    }
+
+    /// Forgets the slot assignments (the backend restarted: its slots are empty).
+    public func restarted() { scheduler.reset() }
+}

@@ -1,0 +1,105 @@
+import Logging
+import Synchronization
+
+/// Writes a pass's ``StageEvent``s as journald records, with the same messages and fields
+/// for every stage.
+///
+/// A rejected API key is logged at error level once; later rejections go to debug, so a
+/// wrong key does not fill the journal with one record per template and retry.
+public final class StageLog: Sendable {
+    public let logger: Logger
+    private let credentialReported = Mutex(false)
+
+    public init(logger: Logger) { self.logger = logger }
+
+    /// Logs one event of template `name`.
+    public func write(_ event: StageEvent, template name: String) { write(event, name) }
+
+    private func fields(_ stage: Stage, _ id: MessageID, _ name: String, _ outcome: Outcome?,
+                        _ extra: Logger.Metadata = [:]) -> Logger.Metadata {
+        var m = Logger.Metadata.stage(stage, id, template: name, extra)
+        if let outcome { m[LogField.outcome] = .string(outcome.rawValue) }
+        return m
+    }
+
+    private func write(_ event: StageEvent, _ name: String) {
+        switch event {
+        case .templateInvalid(let problem, let path):
+            logger.error("template cannot be used: \(problem)", metadata: fields(.hash, .templateInvalid, name, .failed, [
+                LogField.reason: .string(problem.reason), LogField.path: .string(path),
+            ]))
+        case .hashCompared(let unchanged, let digest, let plan):
+            var extra: Logger.Metadata = [
+                LogField.digest: .string(String(digest.prefix(12))), LogField.mode: .string(plan.mode.rawValue),
+            ]
+            if case .prefill(let why) = plan { extra[LogField.reason] = .string(why) }
+            logger.info("\(unchanged ? "content unchanged" : "content differs"): \(plan.mode.rawValue)",
+                        metadata: fields(.hash, .hashCompared, name, unchanged ? .unchanged : .ok, extra))
+        case .sentinelLost(let why):
+            logger.error("\(why)", metadata: fields(.render, .renderFailed, name, .failed, [
+                LogField.reason: .string("sentinel_lost"),
+            ]))
+        case .rendered(let chars, let placeholder):
+            logger.debug("rendered warm prompt", metadata: fields(.render, .rendered, name, .ok, [
+                "PROMPT_CHARS": .stringConvertible(chars), "PLACEHOLDER": .string(placeholder ? "yes" : "no"),
+            ]))
+        case .restoreIneffective(let cached, let of):
+            logger.warning("restore did not take: the probe reused \(cached) of \(of) tokens; prefilled instead",
+                           metadata: fields(.warm, .restoreIneffective, name, .ineffective, [
+                               LogField.reason: .string("restore_ineffective"),
+                               LogField.hint: .string("serve SWA models (e.g. Gemma 3) with --swa-full to make slot restores work; kvwarm will prefill under this backend from now on"),
+                               LogField.cachedTokens: .stringConvertible(cached),
+                               LogField.promptTokens: .stringConvertible(of),
+                           ]))
+        case .warmed(let report, let digest):
+            var extra: Logger.Metadata = [
+                LogField.mode: .string(report.mode.rawValue),
+                LogField.digest: .string(String(digest.prefix(12))),
+                LogField.durationMS: .stringConvertible(Int(report.durationMS.rounded())),
+                LogField.promptTokens: .stringConvertible(report.promptTokens),
+                LogField.cachedTokens: .stringConvertible(report.cachedTokens),
+                LogField.slot: .stringConvertible(report.slot),
+            ]
+            if case .refused(let why) = report.fallback {
+                extra[LogField.reason] = .string("restore_refused")
+                extra[LogField.hint] = .string("restore refused (\(why)); prefilled instead")
+            }
+            logger.info("warm \(report.mode.rawValue): \(report.cachedTokens)/\(report.promptTokens) tokens cached in \(Int(report.durationMS)) ms",
+                        metadata: fields(.warm, .warmDone, name, .ok, extra))
+        case .fewTokens(let n):
+            logger.warning("only \(n) tokens precede <{message}>: warming saves little",
+                           metadata: fields(.render, .rendered, name, nil, [
+                               LogField.promptTokens: .stringConvertible(n),
+                               LogField.hint: .string("move <{message}> towards the end of the template"),
+                           ]))
+        case .persisted(let saved):
+            logger.info("saved \(saved.tokens) tokens to \(saved.fileName)", metadata: fields(.persist, .persisted, name, .ok, [
+                LogField.kvFile: .string(saved.fileName), LogField.promptTokens: .stringConvertible(saved.tokens),
+                LogField.durationMS: .stringConvertible(Int(saved.durationMS.rounded())),
+            ]))
+        case .persistFailed(let error):
+            var hint = "the template is warm in memory but will re-prefill after a restart"
+            if case .backend(.unsupported) = error { hint = "start llama-server with --slot-save-path to let kvwarm restore after restarts" }
+            logger.error("KV save failed: \(error)", metadata: fields(.persist, .persistFailed, name, .failed, [
+                LogField.reason: .string(error.reason), LogField.hint: .string(hint),
+            ]))
+        case .backendFailed(let stage, let error):
+            let id: MessageID = error == .unauthorized ? .credentialRejected : .warmFailed
+            var meta = fields(stage, id, name, .failed, [LogField.reason: .string(error.reason)])
+            if error == .unauthorized {
+                meta[LogField.hint] = .string("set backend.api_key_file to the key llama-server was started with (--api-key)")
+                let first = credentialReported.withLock { reported in
+                    defer { reported = true }
+                    return !reported
+                }
+                if first {
+                    logger.error("\(error)", metadata: meta)
+                } else {
+                    logger.debug("\(error)", metadata: meta)
+                }
+            } else {
+                logger.error("\(error)", metadata: meta)
+            }
+        }
+    }
+}
