@@ -19,7 +19,9 @@ import Synchronization
 /// 2. an answer set with ``respond(to:with:)``,
 /// 3. the emulated server.
 ///
-/// Every request is recorded before any of that, in arrival order (``requests``).
+/// Every request is recorded before any of that, in arrival order (``requests``;
+/// ``waitForRequests(_:)`` awaits a count). A request from a cancelled task is recorded and
+/// fails with `TransportFailure.cancelled` without using up a fault.
 public final class ScriptedTransport: HTTPTransport {
     // MARK: - configuration
 
@@ -414,15 +416,16 @@ public final class ScriptedTransport: HTTPTransport {
     // MARK: - HTTPTransport
 
     public func send(_ request: HTTPRequest) async throws(TransportFailure) -> HTTPResponse {
+        let cancelled = Task.isCancelled
         let (fault, waiters) = state.withLock { s in
             s.requests.append(request)
             let n = s.requests.count
             let ready = s.requestWaiters.filter { n >= $0.count }.map(\.continuation)
             s.requestWaiters.removeAll { n >= $0.count }
-            return (s.takeFault(for: request), ready)
+            return (cancelled ? nil : s.takeFault(for: request), ready)
         }
         for w in waiters { w.resume() }
-        if Task.isCancelled { throw .cancelled }
+        if cancelled { throw .cancelled }
         switch fault {
         case .connectFailure(let m)?: throw .connect(m)
         case .timeout?: throw .timeout

@@ -301,6 +301,19 @@ import KVWarmTestSupport
         #expect(await task.value == .cancelled)
     }
 
+    @Test func aCancelledTaskDoesNotUseUpAFault() async throws {
+        let t = ScriptedTransport()
+        t.inject(.unauthorized, at: .get("/props"), times: 1)
+        let client = makeClient(t)
+        let task = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return await backendError { () async throws(BackendError) in try await client.props() }
+        }
+        #expect(await task.value == .cancelled)
+        #expect(await backendError { () async throws(BackendError) in try await client.props() } == .unauthorized)
+        #expect(t.requests(.get("/props")).count == 2)
+    }
+
     @Test func aShortDelayThenAnswers() async throws {
         let t = ScriptedTransport()
         t.inject(.delay(.milliseconds(1)), at: .get("/health"), times: 1)
