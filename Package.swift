@@ -3,7 +3,6 @@ import PackageDescription
 
 let package = Package(
     name: "kvwarm",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "kvwarm", targets: ["kvwarm"]),
         .library(name: "KVWarm", targets: ["KVWarm"]),

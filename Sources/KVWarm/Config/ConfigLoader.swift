@@ -20,6 +20,7 @@ public struct ConfigLoader: Sendable {
         return "/etc/kvwarm/config.json"
     }
 
+    /// `max_template_bytes` when absent.
     public static let defaultMaxTemplateBytes = 4 * 1024 * 1024
 
     /// Loads and validates the file at `path`.
@@ -94,6 +95,14 @@ private struct Reader {
         let d = try number(node, key, range: Double(range.lowerBound)...Double(range.upperBound))
         guard d == d.rounded() else { throw fail(key, node, "expected a whole number, got \(format(d))") }
         return Int(d)
+    }
+
+    /// `seconds` as a duration, to the millisecond.
+    func duration(seconds: Double) -> Duration { .milliseconds(Int64(seconds * 1000)) }
+
+    /// Whole milliseconds in `d`.
+    func wholeMilliseconds(_ d: Duration) -> Int {
+        Int(d.components.seconds) * 1000 + Int(d.components.attoseconds / 1_000_000_000_000_000)
     }
 
     func format(_ d: Double) -> String { d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) : String(d) }
@@ -174,17 +183,17 @@ private struct Reader {
             slotSaveDir = p
         }
         let timeout = try b["timeout_seconds"].map { n throws(ConfigError) in
-            try number(n, "backend.timeout_seconds", range: 1...86_400)
-        } ?? 600
+            duration(seconds: try number(n, "backend.timeout_seconds", range: 1...86_400))
+        } ?? KVWarmConfig.Backend.defaultTimeout
         let kvTag = try b["kv_tag"].map { n throws(ConfigError) in try string(n, "backend.kv_tag") }
         let check = try b["check_interval_seconds"].map { n throws(ConfigError) in
-            try number(n, "backend.check_interval_seconds", range: 0.2...3600)
-        } ?? 5
+            duration(seconds: try number(n, "backend.check_interval_seconds", range: 0.2...3600))
+        } ?? KVWarmConfig.Backend.defaultCheckInterval
         let fingerprintCheck = try b["fingerprint_check_seconds"].map { n throws(ConfigError) in
-            try number(n, "backend.fingerprint_check_seconds", range: 0.2...86_400)
-        } ?? 60
+            duration(seconds: try number(n, "backend.fingerprint_check_seconds", range: 0.2...86_400))
+        } ?? KVWarmConfig.Backend.defaultFingerprintInterval
 
-        var stateDir = "/var/lib/kvwarm"
+        var stateDir = KVWarmConfig.defaultStateDir
         if let n = root["state_dir"] { stateDir = try absolutePath(n, "state_dir") }
         if let sd = environment["STATE_DIRECTORY"], !sd.isEmpty {
             // systemd may pass several colon-separated directories; the first is ours
@@ -192,10 +201,10 @@ private struct Reader {
         }
         let debounceMS = try root["debounce_ms"].map { n throws(ConfigError) in
             try integer(n, "debounce_ms", range: 0...600_000)
-        } ?? 150
+        } ?? wholeMilliseconds(KVWarmConfig.defaultDebounce)
         let maxWaitMS = try root["max_wait_ms"].map { n throws(ConfigError) in
             try integer(n, "max_wait_ms", range: 0...3_600_000)
-        } ?? max(2000, debounceMS)
+        } ?? max(wholeMilliseconds(KVWarmConfig.defaultMaxWait), debounceMS)
         if maxWaitMS < debounceMS {
             throw fail("max_wait_ms", root["max_wait_ms"], "must be at least debounce_ms (\(debounceMS))")
         }
@@ -225,11 +234,13 @@ private struct Reader {
             try number(n, "watchdog_hang_seconds", range: 1...172_800)
         }
 
-        var wait = 120.0
-        var policy = UnavailablePolicy.degraded
+        var wait = KVWarmConfig.Startup.defaultBackendWait
+        var policy = KVWarmConfig.Startup.defaultOnUnavailable
         if let n = root["startup"] {
             let s = try object(n, "startup", allowed: ["backend_wait_seconds", "on_unavailable"])
-            if let w = s["backend_wait_seconds"] { wait = try number(w, "startup.backend_wait_seconds", range: 0...86_400) }
+            if let w = s["backend_wait_seconds"] {
+                wait = duration(seconds: try number(w, "startup.backend_wait_seconds", range: 0...86_400))
+            }
             if let p = s["on_unavailable"] {
                 let v = try string(p, "startup.on_unavailable")
                 guard let pol = UnavailablePolicy(rawValue: v) else {
@@ -239,13 +250,11 @@ private struct Reader {
             }
         }
         return KVWarmConfig(
-            backend: .init(address: address, apiKeyFile: apiKeyFile, slotSaveDir: slotSaveDir,
-                           timeout: .milliseconds(Int64(timeout * 1000)), kvTag: kvTag,
-                           checkInterval: .milliseconds(Int64(check * 1000)),
-                           fingerprintInterval: .milliseconds(Int64(fingerprintCheck * 1000))),
+            backend: .init(address: address, apiKeyFile: apiKeyFile, slotSaveDir: slotSaveDir, timeout: timeout,
+                           kvTag: kvTag, checkInterval: check, fingerprintInterval: fingerprintCheck),
             stateDir: stateDir, debounce: .milliseconds(debounceMS), maxWait: .milliseconds(maxWaitMS),
             templates: templates, includeRoots: includeRoots,
-            startup: .init(backendWait: .milliseconds(Int64(wait * 1000)), onUnavailable: policy),
+            startup: .init(backendWait: wait, onUnavailable: policy),
             maxTemplateBytes: maxBytes, sourcePath: file, notices: [],
             watchdogHang: hang.map { .milliseconds(Int64($0 * 1000)) })
     }
@@ -339,13 +348,16 @@ private struct Reader {
         let base = (LexicalPath.normalize(absoluteFile) as NSString).deletingLastPathComponent
         let templates = try templateSpecs(prefixes, base: base.isEmpty ? nil : base, stripAt: true)
         return KVWarmConfig(
-            backend: .init(address: address, apiKeyFile: nil, slotSaveDir: nil, timeout: .seconds(600), kvTag: nil,
-                           checkInterval: .seconds(5)),
+            backend: .init(address: address, apiKeyFile: nil, slotSaveDir: nil,
+                           timeout: KVWarmConfig.Backend.defaultTimeout, kvTag: nil,
+                           checkInterval: KVWarmConfig.Backend.defaultCheckInterval,
+                           fingerprintInterval: KVWarmConfig.Backend.defaultFingerprintInterval),
             stateDir: environment["STATE_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) }
-                ?? "/var/lib/kvwarm",
-            debounce: .milliseconds(150), maxWait: .milliseconds(2000),
+                ?? KVWarmConfig.defaultStateDir,
+            debounce: KVWarmConfig.defaultDebounce, maxWait: KVWarmConfig.defaultMaxWait,
             templates: templates, includeRoots: defaultIncludeRoots(templates),
-            startup: .init(backendWait: .seconds(120), onUnavailable: .degraded),
+            startup: .init(backendWait: KVWarmConfig.Startup.defaultBackendWait,
+                           onUnavailable: KVWarmConfig.Startup.defaultOnUnavailable),
             maxTemplateBytes: ConfigLoader.defaultMaxTemplateBytes, sourcePath: file, notices: notices)
     }
 }

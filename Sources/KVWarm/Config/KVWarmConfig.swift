@@ -64,13 +64,32 @@ public struct KVWarmConfig: Sendable, Equatable {
         /// How often a running kvwarm checks the backend for a restart (one `GET /slots`).
         public var checkInterval: Duration
         /// How often, at most, a check also reads the full fingerprint when nothing looked different.
-        public var fingerprintInterval: Duration = .seconds(60)
+        public var fingerprintInterval: Duration
+
+        /// `backend.timeout_seconds` when absent.
+        public static let defaultTimeout: Duration = .seconds(600)
+        /// `backend.check_interval_seconds` when absent.
+        public static let defaultCheckInterval: Duration = .seconds(5)
+        /// `backend.fingerprint_check_seconds` when absent.
+        public static let defaultFingerprintInterval: Duration = .seconds(60)
     }
 
     public struct Startup: Sendable, Equatable {
         public var backendWait: Duration
         public var onUnavailable: UnavailablePolicy
+
+        /// `startup.backend_wait_seconds` when absent.
+        public static let defaultBackendWait: Duration = .seconds(120)
+        /// `startup.on_unavailable` when absent.
+        public static let defaultOnUnavailable = UnavailablePolicy.degraded
     }
+
+    /// `state_dir` when neither the config nor `$STATE_DIRECTORY` sets it.
+    public static let defaultStateDir = "/var/lib/kvwarm"
+    /// `debounce_ms` when absent.
+    public static let defaultDebounce: Duration = .milliseconds(150)
+    /// `max_wait_ms` when absent (raised to the debounce when that is longer).
+    public static let defaultMaxWait: Duration = .milliseconds(2000)
 
     public var backend: Backend
     public var stateDir: String

@@ -1,4 +1,7 @@
-/// A failed call to llama-server, classified for logging (`REASON`) and retry decisions.
+/// A failed call to llama-server, classified for logging (`REASON`).
+///
+/// The coordinator retries every case but ``cancelled`` with backoff, ``unauthorized``
+/// and ``unsupported`` included.
 public enum BackendError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Nothing listening, or the socket is missing.
     case unreachable(String)
@@ -34,7 +37,11 @@ public enum BackendError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Whether trying again later can help without an operator's action.
+    /// Whether the failure may go away without an operator's action (server down,
+    /// loading, slow, connection broken, 5xx, unexpected body).
+    ///
+    /// It does not decide whether a pass is retried; the coordinator drops its cached
+    /// backend fingerprint on these, since a restarted server may be another one.
     public var isTransient: Bool {
         switch self {
         case .unreachable, .loading, .timeout, .broken, .malformed: true

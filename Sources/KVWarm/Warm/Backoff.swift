@@ -1,8 +1,9 @@
-/// Capped exponential backoff with full jitter, per template.
+/// Capped exponential backoff with equal jitter, per template.
 ///
-/// Delay for attempt n (0-based) is uniform in [base·2ⁿ/2, base·2ⁿ], capped at `cap`.
-/// With the defaults a template that keeps failing is tried at most about
-/// twice a minute once the cap is reached.
+/// The delay before retry n (0-based) is uniform in [d/2, d] with
+/// d = min(base·2ⁿ, cap), the exponent clamped at 20. With the defaults a
+/// template that keeps failing waits 15 to 30 s between attempts once the cap
+/// is reached.
 public struct Backoff: Sendable, Equatable {
     public var base: Duration
     public var cap: Duration

@@ -39,11 +39,6 @@ public struct LlamaClient: Sendable {
         public var bytesWritten: Int
     }
 
-    public struct RestoreResult: Sendable, Equatable {
-        public var restoredTokens: Int
-        public var bytesRead: Int
-    }
-
     // MARK: - calls
 
     /// `GET /health`: nil when ready; the error otherwise.
@@ -109,11 +104,10 @@ public struct LlamaClient: Sendable {
         return SaveResult(savedTokens: n, bytesWritten: Self.int(o["n_written"]) ?? 0)
     }
 
-    /// `POST /slots/{id}?action=restore`.
-    public func restoreSlot(_ slot: Int, fileName: String) async throws(BackendError) -> RestoreResult {
+    /// `POST /slots/{id}?action=restore`; an answer without `n_restored` is malformed.
+    public func restoreSlot(_ slot: Int, fileName: String) async throws(BackendError) {
         let o = try object(await call("POST", "/slots/\(slot)?action=restore", json: ["filename": fileName]))
-        guard let n = Self.int(o["n_restored"]) else { throw .malformed("restore without n_restored") }
-        return RestoreResult(restoredTokens: n, bytesRead: Self.int(o["n_read"]) ?? 0)
+        guard Self.int(o["n_restored"]) != nil else { throw .malformed("restore without n_restored") }
     }
 
     // MARK: - plumbing

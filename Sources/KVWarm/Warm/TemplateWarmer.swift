@@ -90,7 +90,7 @@ public struct TemplateWarmer: Sendable {
         }
         var fallback: WarmReport.RestoreFallback?
         do {
-            _ = try await client.restoreSlot(slot, fileName: fileName)
+            try await client.restoreSlot(slot, fileName: fileName)
         } catch {
             switch error {
             case .http(400, let m): fallback = .refused(m)
