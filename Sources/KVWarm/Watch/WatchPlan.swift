@@ -9,12 +9,13 @@
 ///   next path component (so its creation is seen).
 ///
 /// Directories are keyed by their real path, so a watch follows the directory a symlink points
-/// to *now*; after any relevant event the plan is rebuilt.
+/// to *now*; after any event that can change links or directories the plan is rebuilt.
 ///
 /// A relative link target is joined to the real path of the directory holding the link before
 /// `..` is folded (``LexicalPath/normalize(_:)``), so `..` in a target means what the kernel makes
 /// of it there.
-
+///
+/// Building a plan only reads the file system; the watcher does it without holding its lock.
 struct WatchPlan: Sendable, Equatable {
     /// Real directory path → entry name → templates.
     private(set) var names: [String: [String: Set<String>]] = [:]
@@ -42,6 +43,16 @@ struct WatchPlan: Sendable, Equatable {
     /// Every template with an interest in `directory`.
     func templates(directory: String) -> Set<String> {
         templatesByDirectory[directory] ?? []
+    }
+
+    /// The templates with an interest `(directory, name)` here that `old` did not have.
+    func templatesGainingFiles(since old: WatchPlan) -> Set<String> {
+        var gained: Set<String> = []
+        for (directory, byName) in names {
+            let before = old.names[directory] ?? [:]
+            for (name, templates) in byName { gained.formUnion(templates.subtracting(before[name] ?? [])) }
+        }
+        return gained
     }
 
     /// Builds the plan for `set` from the current state of the file system.
