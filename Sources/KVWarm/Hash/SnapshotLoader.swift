@@ -18,7 +18,7 @@ public struct SnapshotLoader: Sendable {
 
     public init(includeRoots: [String], maxBytes: Int) {
         // compare against the roots' real paths so a symlinked root still confines
-        self.includeRoots = includeRoots.map { Self.realPath($0) ?? $0 }
+        self.includeRoots = includeRoots.map { FileProbe.realpath($0) ?? $0 }
         self.maxBytes = maxBytes
     }
 
@@ -46,7 +46,7 @@ public struct SnapshotLoader: Sendable {
         for ref in Self.includeReferences(in: text) {
             let lexical = ref.hasPrefix("/") ? ref : dir + "/" + ref
             let path = LexicalPath.normalize(lexical)
-            guard let real = Self.realPath(path) else {
+            guard let real = FileProbe.realpath(path) else {
                 let e = errno
                 if e == ENOENT {
                     // a dangling symlink or a missing file; say where it would have pointed
@@ -63,13 +63,6 @@ public struct SnapshotLoader: Sendable {
             }
         }
         return .success(TemplateSnapshot(spec: spec, text: text, includes: includes))
-    }
-
-    /// `realpath(3)`; nil with `errno` set when it fails (ENOENT, ELOOP, EACCES…).
-    static func realPath(_ path: String) -> String? {
-        guard let p = realpath(path, nil) else { return nil }
-        defer { free(p) }
-        return String(cString: p)
     }
 
     func readText(_ path: String) -> Result<String, TemplateProblem> {

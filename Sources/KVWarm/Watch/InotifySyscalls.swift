@@ -25,7 +25,7 @@ protocol InotifySyscalls: Sendable {
     func close(fd: CInt) throws(Errno)
 }
 
-/// The real inotify calls (Glibc). `EINTR` is retried, except by `close`, which on
+/// The real inotify calls (Glibc or Musl). `EINTR` is retried, except by `close`, which on
 /// Linux releases the descriptor even when interrupted.
 struct KernelInotify: InotifySyscalls {
     init() {}
@@ -43,18 +43,18 @@ struct KernelInotify: InotifySyscalls {
     }
 
     func read(fd: CInt, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
-        try valueOrErrno { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+        try valueOrErrno { libcRead(fd, buffer.baseAddress, buffer.count) }
     }
 
     func poll(_ fds: inout [pollfd], timeoutMilliseconds: Int32) throws(Errno) -> Int {
         let n = try fds.withUnsafeMutableBufferPointer { (p) throws(Errno) -> Int32 in
-            try valueOrErrno { Glibc.poll(p.baseAddress, nfds_t(p.count), timeoutMilliseconds) }
+            try valueOrErrno { libcPoll(p.baseAddress, p.count, timeoutMilliseconds) }
         }
         return Int(n)
     }
 
     func close(fd: CInt) throws(Errno) {
-        _ = try valueOrErrno(retryOnInterrupt: false) { Glibc.close(fd) }
+        _ = try valueOrErrno(retryOnInterrupt: false) { libcClose(fd) }
     }
 }
 

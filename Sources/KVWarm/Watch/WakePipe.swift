@@ -27,11 +27,11 @@ struct WakePipe: Sendable {
     /// Makes the read end readable. A full pipe (`EAGAIN`) already is.
     func signal() {
         var byte: UInt8 = 1
-        _ = try? valueOrErrno { Glibc.write(writeFD, &byte, 1) }
+        _ = try? valueOrErrno { libcWrite(writeFD, &byte, 1) }
     }
 
     func close() {
-        _ = Glibc.close(readFD)
-        _ = Glibc.close(writeFD)
+        _ = libcClose(readFD)
+        _ = libcClose(writeFD)
     }
 }

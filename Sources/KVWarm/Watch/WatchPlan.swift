@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
-
 /// Which directories to watch, and which templates an event `(directory, name)` concerns.
 ///
 /// Built from a ``WatchSet`` by looking at the file system as it is now:
@@ -15,7 +9,13 @@ import Musl
 ///   next path component (so its creation is seen).
 ///
 /// Directories are keyed by their real path, so a watch follows the directory a symlink points
-/// to *now*; after any relevant event the plan is rebuilt.
+/// to *now*; after any event that can change links or directories the plan is rebuilt.
+///
+/// A relative link target is joined to the real path of the directory holding the link before
+/// `..` is folded (``LexicalPath/normalize(_:)``), so `..` in a target means what the kernel makes
+/// of it there.
+///
+/// Building a plan only reads the file system; the watcher does it without holding its lock.
 struct WatchPlan: Sendable, Equatable {
     /// Real directory path → entry name → templates.
     private(set) var names: [String: [String: Set<String>]] = [:]
@@ -45,12 +45,22 @@ struct WatchPlan: Sendable, Equatable {
         templatesByDirectory[directory] ?? []
     }
 
+    /// The templates with an interest `(directory, name)` here that `old` did not have.
+    func templatesGainingFiles(since old: WatchPlan) -> Set<String> {
+        var gained: Set<String> = []
+        for (directory, byName) in names {
+            let before = old.names[directory] ?? [:]
+            for (name, templates) in byName { gained.formUnion(templates.subtracting(before[name] ?? [])) }
+        }
+        return gained
+    }
+
     /// Builds the plan for `set` from the current state of the file system.
     init(_ set: WatchSet) {
         for (template, paths) in set.files {
             for path in paths {
                 var points: [(String, String)] = []
-                Self.interestPoints(of: PathName.normalized(path), depth: 0, into: &points)
+                Self.interestPoints(of: LexicalPath.normalize(path), depth: 0, into: &points)
                 for (dir, name) in points {
                     if let (watchDir, watchName) = Self.watchTarget(directory: dir, name: name) {
                         add(directory: watchDir, name: watchName, template: template)
@@ -64,7 +74,7 @@ struct WatchPlan: Sendable, Equatable {
     private static let maxDepth = 40
 
     private static func interestPoints(of path: String, depth: Int, into points: inout [(String, String)]) {
-        let (dir, name) = PathName.split(path)
+        let (dir, name) = LexicalPath.split(path)
         points.append((dir, name))
         guard depth < maxDepth else { return }
         // Symbolic links among the directories on the way (e.g. ConfigMap `..data`).
@@ -72,18 +82,20 @@ struct WatchPlan: Sendable, Equatable {
         for component in dir.split(separator: "/") {
             prefix += "/" + component
             if FileProbe.isSymlink(prefix), let target = FileProbe.readlink(prefix) {
-                let (parent, linkName) = PathName.split(prefix)
+                let (parent, linkName) = LexicalPath.split(prefix)
                 points.append((parent, linkName))
-                let resolved = PathName.absolute(target, relativeTo: parent)
-                points.append(PathName.split(resolved))
+                let resolved = LexicalPath.absolute(target, relativeTo: FileProbe.realpath(parent) ?? parent)
+                points.append(LexicalPath.split(resolved))
             }
         }
         // The file itself is a link: follow the chain.
         if FileProbe.isSymlink(path), let target = FileProbe.readlink(path) {
-            interestPoints(of: PathName.absolute(target, relativeTo: dir), depth: depth + 1, into: &points)
+            interestPoints(
+                of: LexicalPath.absolute(target, relativeTo: FileProbe.realpath(dir) ?? dir), depth: depth + 1,
+                into: &points)
         }
         if depth == 0, let real = FileProbe.realpath(path), real != path {
-            points.append(PathName.split(real))
+            points.append(LexicalPath.split(real))
         }
     }
 
@@ -93,60 +105,10 @@ struct WatchPlan: Sendable, Equatable {
         if let real = FileProbe.realDirectory(directory) { return (real, name) }
         var child = directory
         while child != "/" {
-            let (parent, childName) = PathName.split(child)
+            let (parent, childName) = LexicalPath.split(child)
             if let real = FileProbe.realDirectory(parent) { return (real, childName) }
             child = parent
         }
         return nil
-    }
-}
-
-/// Lexical path helpers (no file system access).
-enum PathName {
-    /// Collapses `//` and `/./`, drops a trailing `/`. Keeps `..` (its meaning depends on symlinks).
-    static func normalized(_ path: String) -> String {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }
-        return "/" + parts.joined(separator: "/")
-    }
-
-    /// `(dirname, basename)` of an absolute path; the root's parent is itself.
-    static func split(_ path: String) -> (String, String) {
-        let p = normalized(path)
-        guard let slash = p.lastIndex(of: "/"), p != "/" else { return ("/", "") }
-        let dir = String(p[..<slash])
-        return (dir.isEmpty ? "/" : dir, String(p[p.index(after: slash)...]))
-    }
-
-    /// A link target made absolute against the directory holding the link.
-    static func absolute(_ target: String, relativeTo dir: String) -> String {
-        normalized(target.hasPrefix("/") ? target : dir + "/" + target)
-    }
-}
-
-/// Small `lstat`/`readlink`/`realpath` wrappers.
-enum FileProbe {
-    static func isSymlink(_ path: String) -> Bool {
-        var st = stat()
-        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
-    }
-
-    static func readlink(_ path: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = Glibc.readlink(path, &buffer, buffer.count - 1)
-        guard n > 0 else { return nil }
-        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    static func realpath(_ path: String) -> String? {
-        guard let p = Glibc.realpath(path, nil) else { return nil }
-        defer { free(p) }
-        return String(cString: p)
-    }
-
-    /// The real path of `path` if it is (or resolves to) a directory.
-    static func realDirectory(_ path: String) -> String? {
-        var st = stat()
-        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return nil }
-        return realpath(path)
     }
 }

@@ -248,6 +248,24 @@ import KVWarmTestSupport
         root.remove()
     }
 
+    /// A requested set is applied asynchronously; a directory and file created right after the
+    /// request are seen whichever comes first, and the new directory ends up watched.
+    @Test func requestedFileInADirectoryCreatedAfterTheRequestIsSeen() async throws {
+        let w = try start()
+        let generation = w.watcher.request(WatchSet(files: [
+            "barrier": [w.root.file("barrier/b.txt")], "t": [w.root.file("dir/t.txt")],
+            "n": [w.root.file("later/n.txt")],
+        ]))
+        try w.root.put("later/n.txt", "n\n")  // mkdir -p, then the file
+        try await drain(w.changes, until: "n")
+        await w.watcher.waitApplied(generation)
+        try await w.barrier()
+        try shell("echo more >> \"$1\"", w.root.file("later/n.txt"))
+        let c = try await nextChange(w.changes)
+        #expect(c == .templates(["n"]))
+        try await w.stop()
+    }
+
     @Test func cancellingRunFinishesTheStreamAndLaterUpdatesAreHarmless() async throws {
         let w = try start()
         w.task.cancel()

@@ -283,3 +283,79 @@ final class FakeInotify: InotifySyscalls {
         }
     }
 }
+
+/// A plan builder for tests: records every set it plans and can hold one planning, after it has
+/// looked at the file system, until ``release()``. Holding blocks the planning thread.
+final class GatedPlanner: Sendable {
+    private struct State {
+        var calls: [WatchSet] = []
+        var hold: (@Sendable (WatchSet) -> Bool)?
+    }
+
+    private let state = Mutex(State())
+    private let gate = DispatchSemaphore(value: 0)
+    private let held: AsyncStream<WatchSet>
+    private let heldSink: AsyncStream<WatchSet>.Continuation
+
+    init() {
+        (held, heldSink) = AsyncStream.makeStream(of: WatchSet.self, bufferingPolicy: .unbounded)
+    }
+
+    /// Every set planned so far, in order.
+    var calls: [WatchSet] { state.withLock { $0.calls } }
+
+    /// The next planning of a set matching `match` is held.
+    func hold(when match: @escaping @Sendable (WatchSet) -> Bool) {
+        state.withLock { $0.hold = match }
+    }
+
+    /// Returns the held set once a planning is being held.
+    func waitHeld(within timeout: Duration = .seconds(5)) async throws -> WatchSet {
+        let held = self.held
+        return try await withThrowingTaskGroup(of: WatchSet?.self) { group in
+            group.addTask {
+                var iterator = held.makeAsyncIterator()
+                return await iterator.next()
+            }
+            group.addTask {
+                try await ContinuousClock().sleep(for: timeout)
+                throw WatchTimeout(description: "no planning was held within \(timeout)")
+            }
+            defer { group.cancelAll() }
+            guard let set = try await group.next()! else { throw WatchTimeout(description: "stream finished") }
+            return set
+        }
+    }
+
+    /// Lets the held planning return.
+    func release() { gate.signal() }
+
+    /// The planner to inject into ``TemplateWatcher``.
+    var planner: @Sendable (WatchSet) -> WatchPlan { { set in self.plan(set) } }
+
+    private func plan(_ set: WatchSet) -> WatchPlan {
+        let plan = WatchPlan(set)
+        let holding = state.withLock { s -> Bool in
+            s.calls.append(set)
+            guard let match = s.hold, match(set) else { return false }
+            s.hold = nil
+            return true
+        }
+        if holding {
+            heldSink.yield(set)
+            // Bounded, so a failing test cannot hang the run.
+            _ = gate.wait(timeout: .now() + .seconds(10))
+        }
+        return plan
+    }
+}
+
+/// `body` on a new thread (not one of Swift's cooperative pool), awaited.
+func onThread(_ body: @escaping @Sendable () -> Void) async {
+    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+        Thread {
+            body()
+            done.resume()
+        }.start()
+    }
+}
