@@ -92,8 +92,8 @@ public struct KVWarmDaemon: Sendable {
         let coordinator = WarmCoordinator(parts: parts, identity: identity, writer: writer, logger: logger)
         let watcher = TemplateWatcher(logger: logger)
         // the configured files are watched before the startup warm reads them, so no edit is missed
-        WatchService.apply(WatchSet(files: Dictionary(uniqueKeysWithValues: config.templates.map { ($0.name, [$0.path]) })),
-                           to: watcher, logger: logger)
+        // (a failure is logged by the watcher; the templates it could watch stay watched)
+        try? watcher.update(WatchSet(files: Dictionary(uniqueKeysWithValues: config.templates.map { ($0.name, [$0.path]) })))
 
         let gate = ReadinessGate()
         let debouncer = PerKeyDebouncer<String, ContinuousClock>(quiet: config.debounce, maxWait: config.maxWait,
@@ -101,7 +101,7 @@ public struct KVWarmDaemon: Sendable {
         let env = environment
         let path = configPath
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: WatchService(watcher: watcher, dependencies: coordinator.dependencyChanges, logger: logger)),
+            .init(service: WatchService(watcher: watcher, dependencies: coordinator.dependencyChanges)),
             .init(service: ShutdownCancelling(EventPump(watcher: watcher, coordinator: coordinator,
                                                         debouncer: debouncer, logger: logger))),
             .init(service: ShutdownCancelling(StartupSequence(coordinator: coordinator, notifier: notifier,
