@@ -10,8 +10,8 @@ import Logging
 /// dependency changes out through ``dependencyChanges``.
 public actor WarmCoordinator {
     public private(set) var parts: PipelineParts
-    public let identity: BackendIdentity
-    public let writer: StateWriter
+    public nonisolated let identity: BackendIdentity
+    public nonisolated let writer: StateWriter
     private var machine: WarmQueue
     private let log: StageLog
     /// Sleeps for a retry's delay; throws when cancelled.
