@@ -161,7 +161,9 @@ func backendError<T>(_ op: () async throws(BackendError) -> T) async -> BackendE
             let e = await task.value
             let elapsed = clock.now - start
             #expect(e == .cancelled)
-            #expect(elapsed < .milliseconds(1500), "cancellation took \(elapsed)")
+            // far below the 30 s request timeout: the transfer was aborted, not waited out (a loaded 2-core
+            // machine has shown 1.9 s here, so the bound is not a speed target)
+            #expect(elapsed < .seconds(10), "cancellation took \(elapsed)")
         }
     }
 
