@@ -14,7 +14,7 @@ struct CheckCommand: AsyncParsableCommand {
         let c = try config.load()
         do { _ = try KVWarmDaemon.readAPIKey(c) } catch {
             printError("kvwarm: invalid configuration: \(error)")
-            throw ExitCode(KVWarm.ExitCode.config.rawValue)
+            throw ExitCode(SysExit.config.rawValue)
         }
         for n in c.notices { print("notice: \(n)") }
         print("config:        \(c.sourcePath)")

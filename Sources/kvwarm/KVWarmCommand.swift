@@ -34,7 +34,7 @@ struct ConfigOptions: ParsableArguments {
             return try KVWarmDaemon.loadParts(configPath: path, environment: environment, scheduler: SlotScheduler())
         } catch {
             printError("kvwarm: invalid configuration: \(error)")
-            throw ExitCode(KVWarm.ExitCode.config.rawValue)
+            throw ExitCode(SysExit.config.rawValue)
         }
     }
 
@@ -44,7 +44,7 @@ struct ConfigOptions: ParsableArguments {
             return try ConfigLoader(environment: environment).load(path: path)
         } catch {
             printError("kvwarm: invalid configuration: \(error)")
-            throw ExitCode(KVWarm.ExitCode.config.rawValue)
+            throw ExitCode(SysExit.config.rawValue)
         }
     }
 }

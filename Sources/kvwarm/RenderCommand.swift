@@ -15,14 +15,14 @@ struct RenderCommand: AsyncParsableCommand {
         let parts = try config.loadParts()
         guard let spec = parts.config.template(named: name) else {
             printError("kvwarm: no such template: \(name)")
-            throw ExitCode(KVWarm.ExitCode.usage.rawValue)
+            throw ExitCode(SysExit.usage.rawValue)
         }
         let snapshot: TemplateSnapshot
         switch parts.loader.load(spec) {
         case .success(let s): snapshot = s
         case .failure(let p):
             printError("kvwarm: \(name): \(p)")
-            throw ExitCode(KVWarm.ExitCode.dataError.rawValue)
+            throw ExitCode(SysExit.dataError.rawValue)
         }
         let rendered = TemplateRenderer.render(snapshot)
         do {
@@ -43,10 +43,10 @@ struct RenderCommand: AsyncParsableCommand {
             }
         } catch let e as WarmPromptBuilder.Failure {
             printError("kvwarm: \(name): \(e)")
-            throw ExitCode(KVWarm.ExitCode.unavailable.rawValue)
+            throw ExitCode(SysExit.unavailable.rawValue)
         } catch let e as BackendError {
             printError("kvwarm: \(name): \(e)")
-            throw ExitCode(KVWarm.ExitCode.unavailable.rawValue)
+            throw ExitCode(SysExit.unavailable.rawValue)
         }
     }
 }

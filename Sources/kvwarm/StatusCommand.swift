@@ -35,10 +35,10 @@ struct StatusCommand: AsyncParsableCommand {
                 if let r {
                     o["digest"] = r.digest ?? NSNull()
                     o["kv_file"] = r.kvFile ?? NSNull()
-                    o["tokens"] = r.tokens ?? NSNull()
+                    o["tokens"] = r.promptTokens ?? NSNull()
                     o["mode"] = r.mode?.rawValue ?? NSNull()
-                    o["prompt_n"] = r.promptN ?? NSNull()
-                    o["cache_n"] = r.cacheN ?? NSNull()
+                    o["prompt_n"] = r.processedTokens ?? NSNull()
+                    o["cache_n"] = r.cachedTokens ?? NSNull()
                     o["warm_ms"] = r.warmMS ?? NSNull()
                     o["warmed_at"] = r.warmedAt.map { iso.string(from: $0) } ?? NSNull()
                     o["last_error"] = r.lastError ?? NSNull()
@@ -56,7 +56,7 @@ struct StatusCommand: AsyncParsableCommand {
             ]
             let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
-            if health != nil { throw ExitCode(KVWarm.ExitCode.unavailable.rawValue) }
+            if health != nil { throw ExitCode(SysExit.unavailable.rawValue) }
             return
         }
         print("backend  \(c.backend.address)  \(health == nil ? "healthy" : "UNAVAILABLE: \(health!)")\(fp.map { "  build \($0.build)" } ?? "")")
@@ -67,8 +67,8 @@ struct StatusCommand: AsyncParsableCommand {
         let rows: [[String]] = [["TEMPLATE", "MODE", "TOKENS", "CACHED", "WARM_MS", "WARMED_AT", "KV_FILE", "ERROR"]]
             + c.templates.map { t in
                 let r = state.templates[t.name]
-                return [t.name, r?.mode?.rawValue ?? "-", r?.tokens.map(String.init) ?? "-",
-                        r?.cacheN.map(String.init) ?? "-", r?.warmMS.map { String(Int($0)) } ?? "-",
+                return [t.name, r?.mode?.rawValue ?? "-", r?.promptTokens.map(String.init) ?? "-",
+                        r?.cachedTokens.map(String.init) ?? "-", r?.warmMS.map { String(Int($0)) } ?? "-",
                         r?.warmedAt.map { iso.string(from: $0) } ?? "never", r?.kvFile ?? "-",
                         r?.lastError ?? ""]
             }
@@ -77,6 +77,6 @@ struct StatusCommand: AsyncParsableCommand {
             print(zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }
                 .joined(separator: "  ").trimmingCharacters(in: .whitespaces))
         }
-        if health != nil { throw ExitCode(KVWarm.ExitCode.unavailable.rawValue) }
+        if health != nil { throw ExitCode(SysExit.unavailable.rawValue) }
     }
 }

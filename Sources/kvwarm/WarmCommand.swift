@@ -21,7 +21,7 @@ struct WarmCommand: AsyncParsableCommand {
         let unknown = names.filter { parts.config.template(named: $0) == nil }
         guard unknown.isEmpty else {
             printError("kvwarm: no such template: \(unknown.joined(separator: ", "))")
-            throw ExitCode(KVWarm.ExitCode.usage.rawValue)
+            throw ExitCode(SysExit.usage.rawValue)
         }
         let targets = names.isEmpty ? parts.config.templates.map(\.name) : names
         let store = StateStore(directory: parts.config.stateDir)
@@ -31,7 +31,7 @@ struct WarmCommand: AsyncParsableCommand {
         if forcePrefill { for n in targets { state.templates[n]?.digest = nil } }
         if let e = await parts.client.health() {
             printError("kvwarm: backend \(parts.config.backend.address) unavailable: \(e)")
-            throw ExitCode(KVWarm.ExitCode.unavailable.rawValue)
+            throw ExitCode(SysExit.unavailable.rawValue)
         }
         let writer = StateWriter(store: store, state: state, logger: logger)
         let identity = BackendIdentity(scheduler: parts.warmer.scheduler, writer: writer, logger: logger)
@@ -55,7 +55,7 @@ struct WarmCommand: AsyncParsableCommand {
         }
         if !failures.isEmpty {
             let backendDown = failures.contains { if case .backendFailed = $0.1 { true } else { false } }
-            throw ExitCode((backendDown ? KVWarm.ExitCode.unavailable : KVWarm.ExitCode.dataError).rawValue)
+            throw ExitCode((backendDown ? SysExit.unavailable : SysExit.dataError).rawValue)
         }
     }
 }

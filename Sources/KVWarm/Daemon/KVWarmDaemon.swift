@@ -47,7 +47,7 @@ public struct KVWarmDaemon: Sendable {
     }
 
     /// Runs until SIGTERM/SIGINT (exit 0) or a fatal startup condition (its exit code).
-    public func run() async -> ExitCode {
+    public func run() async -> SysExit {
         let scheduler = SlotScheduler()
         let parts: PipelineParts
         do {

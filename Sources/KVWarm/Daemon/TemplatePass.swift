@@ -139,10 +139,10 @@ private struct Run {
         var rec = previous ?? WarmRecord()
         rec.digest = snapshot.digest
         rec.fingerprint = fp.digest
-        rec.tokens = report.promptTokens
+        rec.promptTokens = report.promptTokens
         rec.mode = report.mode
-        rec.promptN = report.processedTokens
-        rec.cacheN = report.cachedTokens
+        rec.processedTokens = report.processedTokens
+        rec.cachedTokens = report.cachedTokens
         rec.warmMS = report.durationMS
         rec.warmedAt = now()
         rec.lastError = nil

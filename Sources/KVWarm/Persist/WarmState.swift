@@ -8,13 +8,13 @@ public struct WarmRecord: Sendable, Equatable, Codable {
     public var fingerprint: String?
     /// KV file saved for `digest` under `fingerprint` (a name inside the server's --slot-save-path).
     public var kvFile: String?
-    /// Tokens in the warm prompt (and in the KV file).
-    public var tokens: Int?
+    /// Tokens in the warm prompt (and in the KV file): ``WarmReport/promptTokens``.
+    public var promptTokens: Int?
     public var mode: WarmMode?
-    /// Prompt tokens decoded by the last warm.
-    public var promptN: Int?
-    /// Prompt tokens reused by the last warm (or by its restore probe).
-    public var cacheN: Int?
+    /// Prompt tokens the last warm computed: ``WarmReport/processedTokens`` (`timings.prompt_n`).
+    public var processedTokens: Int?
+    /// Prompt tokens the last warm (or its restore probe) reused: ``WarmReport/cachedTokens`` (`timings.cache_n`).
+    public var cachedTokens: Int?
     public var warmMS: Double?
     public var saveMS: Double?
     public var warmedAt: Date?
@@ -23,6 +23,12 @@ public struct WarmRecord: Sendable, Equatable, Codable {
     public var lastErrorAt: Date?
 
     public init() {}
+
+    /// The keys of schema 1 of the state file, kept so existing files stay readable.
+    enum CodingKeys: String, CodingKey {
+        case digest, fingerprint, kvFile, mode, warmMS, saveMS, warmedAt, lastError, lastErrorAt
+        case promptTokens = "tokens", processedTokens = "promptN", cachedTokens = "cacheN"
+    }
 }
 
 /// The state file's content.

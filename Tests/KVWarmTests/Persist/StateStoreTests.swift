@@ -18,10 +18,10 @@ import Glibc
         r.digest = digest
         r.fingerprint = "fp"
         r.kvFile = "code-0123456789ab.bin"
-        r.tokens = 120
+        r.promptTokens = 120
         r.mode = .restore
-        r.promptN = 3
-        r.cacheN = 117
+        r.processedTokens = 3
+        r.cachedTokens = 117
         r.warmMS = 12.5
         r.saveMS = 3.25
         r.warmedAt = Date(timeIntervalSince1970: 1_700_000_000)
