@@ -164,10 +164,10 @@ let quietLogger = Logger(label: "kvwarm.test.daemon") { _ in SwiftLogNoOpLogHand
         #expect(rec.digest == digest)
         #expect(rec.fingerprint == fp.digest)
         #expect(rec.kvFile == kvFile)
-        #expect(rec.tokens == tokens)
+        #expect(rec.promptTokens == tokens)
         #expect(rec.mode == .prefill)
-        #expect(rec.promptN == tokens)
-        #expect(rec.cacheN == 0)
+        #expect(rec.processedTokens == tokens)
+        #expect(rec.cachedTokens == 0)
         #expect(rec.saveMS == saved.durationMS)
         #expect(rec.warmedAt == Self.now)
         #expect(rec.lastError == nil && rec.lastErrorAt == nil)
@@ -191,7 +191,7 @@ let quietLogger = Logger(label: "kvwarm.test.daemon") { _ in SwiftLogNoOpLogHand
         #expect(o.events.map(kind) == ["hashCompared", "rendered", "warmed"], "a restore saves nothing")
         #expect(o.events[0] == .hashCompared(unchanged: true, digest: rec.digest!, plan: .restore(kvFile: rec.kvFile!)))
         let report = try #require(warmedReport(o))
-        let tokens = try #require(rec.tokens)
+        let tokens = try #require(rec.promptTokens)
         #expect(report.mode == .restore)
         #expect(report.fallback == nil)
         #expect(Double(report.cachedTokens) >= 0.9 * Double(tokens))
@@ -208,9 +208,9 @@ let quietLogger = Logger(label: "kvwarm.test.daemon") { _ in SwiftLogNoOpLogHand
         #expect(r.kvFile == rec.kvFile)
         #expect(r.digest == rec.digest)
         #expect(r.fingerprint == fp.digest)
-        #expect(r.tokens == tokens)
-        #expect(r.cacheN == tokens - 1)
-        #expect(r.promptN == 1)
+        #expect(r.promptTokens == tokens)
+        #expect(r.cachedTokens == tokens - 1)
+        #expect(r.processedTokens == 1)
         #expect(r.saveMS == rec.saveMS, "the save figures of the file restored stay")
         #expect(o.fingerprintRead == fp, "the confirming read is reported")
         #expect(o.restoreIneffective == nil)
@@ -230,7 +230,7 @@ let quietLogger = Logger(label: "kvwarm.test.daemon") { _ in SwiftLogNoOpLogHand
         #expect(o.result == .warmed(.prefill))
         #expect(o.events.map(kind) == ["hashCompared", "rendered", "restoreIneffective", "warmed", "persisted"])
         #expect(o.events[0] == .hashCompared(unchanged: true, digest: rec.digest!, plan: .restore(kvFile: rec.kvFile!)))
-        let tokens = try #require(rec.tokens)
+        let tokens = try #require(rec.promptTokens)
         #expect(o.events[2] == .restoreIneffective(cached: 0, of: tokens))
         let report = try #require(warmedReport(o))
         #expect(report.mode == .prefill)
@@ -240,7 +240,7 @@ let quietLogger = Logger(label: "kvwarm.test.daemon") { _ in SwiftLogNoOpLogHand
         #expect(env.t.requests.filter { $0.path.contains("action=save") }.count == 1, "the fallback prefill is saved")
         let r = try #require(o.record)
         #expect(r.mode == .prefill)
-        #expect(r.cacheN == 0)
+        #expect(r.cachedTokens == 0)
         #expect(r.kvFile == rec.kvFile, "the probe re-prefilled the slot and saved it under the same name")
         #expect(FileManager.default.fileExists(atPath: env.box.slots + "/" + rec.kvFile!))
 
@@ -304,7 +304,7 @@ let quietLogger = Logger(label: "kvwarm.test.daemon") { _ in SwiftLogNoOpLogHand
         var previous = WarmRecord()
         previous.digest = "d0"
         previous.kvFile = "code-d0.bin"
-        previous.tokens = 99
+        previous.promptTokens = 99
 
         let o = await env.run(previous: previous)
         let missing = env.box.dir.file("tpl/missing.txt")
@@ -345,7 +345,7 @@ let quietLogger = Logger(label: "kvwarm.test.daemon") { _ in SwiftLogNoOpLogHand
         r.digest = "older-content"
         r.fingerprint = "older-fp"
         r.kvFile = "code-older.bin"
-        r.tokens = 12
+        r.promptTokens = 12
         r.mode = .prefill
         return r
     }
@@ -433,7 +433,7 @@ let quietLogger = Logger(label: "kvwarm.test.daemon") { _ in SwiftLogNoOpLogHand
             Issue.record("expected a short save, got \(o.events.map(kind))")
             return
         }
-        #expect(n == o.record?.tokens)
+        #expect(n == o.record?.promptTokens)
         #expect(env.t.requests(.post("/completion")).count == 2, "the slot is warmed once more before giving up")
         #expect(o.record?.kvFile == nil)
     }
