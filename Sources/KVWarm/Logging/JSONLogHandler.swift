@@ -1,4 +1,8 @@
+#if canImport(Glibc)
 import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Logging
 
 /// A swift-log handler that writes one JSON object per line.
@@ -67,7 +71,7 @@ public struct JSONLogHandler: LogHandler {
     /// Formats a UNIX time as `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`.
     public static func format(seconds: Int, nanoseconds: Int) -> String {
         var t = time_t(seconds)
-        var tm = Glibc.tm()
+        var tm = tm()
         gmtime_r(&t, &tm)
         func pad(_ v: Int, _ width: Int) -> String {
             let s = String(v)

@@ -7,8 +7,8 @@ import Testing
 /// retried with backoff where a retry can help, never crashes the daemon, and stays under a
 /// bounded number of requests per minute per template.
 ///
-/// The bound: the retry backoff (Sources/KVWarm/Warm/Backoff.swift, 1 s doubling, full jitter
-/// down to half, capped at 30 s) allows at most 1 + 4 attempts in the first 12 s
+/// The bound: the retry backoff (Sources/KVWarm/Warm/Backoff.swift, 1 s doubling, equal jitter
+/// (uniform in [d/2, d]), capped at 30 s) allows at most 1 + 4 attempts in the first 12 s
 /// (minimum delays 0.5, 1, 2, 4 s) and at most 9 in any first minute (then ≤ 4/min at the
 /// cap). An attempt sends at most 3 requests that carry the template (/apply-template,
 /// /tokenize, /completion, save/restore count separately below), so the tests assert
@@ -133,7 +133,10 @@ import Testing
         let completions = perTemplate.filter { ($0["route"] as? String) == "/completion" || ($0["route"] as? String) == "/apply-template" }
         let attempts = Set(completions.compactMap { $0["route"] as? String }).count == 1 ? completions.count : completions.count / 2
         #expect(perTemplate.count <= 15, "\(perTemplate.count) template requests in 12 s")
-        #expect(attempts <= 5 && attempts >= 2, "\(attempts) attempts in 12 s: no backoff, or no retry")
+        // the startup attempt, 4 retries (minimum delays 0.5, 1, 2, 4 s) and at most one re-warm of the
+        // first backend check: a pass that failed transiently left no fingerprint, which the check reads
+        // as a backend to warm anew
+        #expect(attempts <= 6 && attempts >= 2, "\(attempts) attempts in 12 s: no backoff, or no retry")
         // everything else is the backend monitor (≤ 4 per 1 s check: health, props, models, slots) and each
         // attempt's fingerprint re-read (≤ 4): well under 8 per second; a hot loop would be thousands
         #expect(reqs.count <= perTemplate.count + 12 * 8, "\(reqs.count) requests in all")
