@@ -69,6 +69,8 @@ private struct Run {
         let snapshot: TemplateSnapshot
         switch p.loader.load(spec) {
         case .failure(let problem):
+            // every file it names, so that fixing an include (not only the template) retries it
+            dependencies = p.loader.dependencies(of: spec)
             record(.templateInvalid(problem, path: spec.path))
             return failed(.templateFailed(problem.description), problem.description)
         case .success(let s):

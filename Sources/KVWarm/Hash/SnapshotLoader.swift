@@ -65,6 +65,19 @@ public struct SnapshotLoader: Sendable {
         return .success(TemplateSnapshot(spec: spec, text: text, includes: includes))
     }
 
+    /// The files a template that failed to load depends on: its own path and, when its text
+    /// can be read, the path of every include it names, present or not. So fixing or creating
+    /// any of them brings the template back.
+    public func dependencies(of spec: TemplateSpec) -> Set<String> {
+        var paths: Set<String> = [spec.path]
+        guard case .success(let text) = readText(spec.path) else { return paths }
+        let dir = (spec.path as NSString).deletingLastPathComponent
+        for ref in Self.includeReferences(in: text) {
+            paths.insert(LexicalPath.normalize(ref.hasPrefix("/") ? ref : dir + "/" + ref))
+        }
+        return paths
+    }
+
     func readText(_ path: String) -> Result<String, TemplateProblem> {
         let fd: FileDescriptor
         do {

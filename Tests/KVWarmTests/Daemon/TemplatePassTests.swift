@@ -317,10 +317,8 @@ let quietLogger = Logger(label: "kvwarm.test.daemon") { _ in SwiftLogNoOpLogHand
         #expect(o.record == expected)
         #expect(env.t.requests.isEmpty, "a template problem never reaches the server")
         #expect(o.fingerprintRead == nil)
-        // The loader names the missing include's path (in the problem), but the pass reports only
-        // the template file as a dependency, so the include's path is not watched while it is missing.
-        #expect(o.dependencies == [env.spec.path])
-        #expect(!o.dependencies.contains(missing))
+        // the missing include stays a dependency, so creating it brings the template back
+        #expect(o.dependencies == [env.spec.path, missing])
     }
 
     @Test func aMissingTemplateFileFailsWithoutARecordToKeep() async throws {

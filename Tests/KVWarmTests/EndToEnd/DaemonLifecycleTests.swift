@@ -148,6 +148,36 @@ import Testing
         #expect(kv.stop() == 0)
     }
 
+    /// A template failed by a missing include, or by its own file missing, heals when the file is back:
+    /// `rm` then `cp`, as `git checkout` of a template directory does it; nothing else is touched.
+    @Test func aFailureHealsWhenTheMissingIncludeOrTemplateComesBack() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let (fake, port) = try Self.startFake(["--slot-save-path", dir.file("slots")], dir: dir)
+        defer { fake.stopBounded() }
+        let style = try dir.write("tpl/style.txt", String(repeating: "Prefer small functions. ", count: 20))
+        let saved = try dir.write("saved-style.txt", try String(contentsOfFile: style, encoding: .utf8))
+        let config = try Self.writeConfig(dir, port: port, templates: ["t": "Rules: <{style.txt}>\nCode: <{message}>"])
+        let template = dir.file("tpl/t.txt")
+        let savedTemplate = try dir.write("saved-t.txt", try String(contentsOfFile: template, encoding: .utf8))
+        let kv = try KVWarmProcess(arguments: ["run", "--config", config, "--log-format", "json"], directory: dir.path)
+        try await kv.awaitNotify("READY=1", timeout: .seconds(60))
+        for (path, copy, reason) in [(style, saved, "include_missing"), (template, savedTemplate, "missing")] {
+            var mark = kv.logRecords.count
+            _ = try await ProcessRunner.run("/bin/rm", [path])
+            try await kv.awaitRecord(["STAGE": "hash", "TEMPLATE": "t", "OUTCOME": "failed", "REASON": reason],
+                                     after: mark, timeout: .seconds(10))
+            mark = kv.logRecords.count
+            _ = try await ProcessRunner.run("/bin/cp", [copy, path])
+            let warm = try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "t", "OUTCOME": "ok"],
+                                                after: mark, timeout: .seconds(10))
+            #expect(warm["MODE"] != nil, "\(reason): the template is warm again")
+        }
+        let status = try await ProcessRunner.run(KVWarmProcess.binary, ["status", "--config", config, "--json"])
+        #expect(!status.stdout.contains("does not exist"), "the failure is cleared: \(status.stdout)")
+        #expect(kv.stop() == 0)
+    }
+
     @Test func editsDuringAWarmQueueOneFollowUpWithTheLatestContent() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
