@@ -76,11 +76,13 @@ public struct KVWarmDaemon: Sendable {
             logger.warning("state file discarded (\(reason)); moved to \(movedTo ?? "nowhere"); templates re-prefill",
                            metadata: .stage(.startup, .startupBegin))
         }
-        // forget templates no longer configured, then sweep KV files nobody owns
+        // forget templates no longer configured, then sweep the KV files of this instance's templates
+        // (configured or recorded) that no record keeps; other names belong to whoever shares the directory
         let names = Set(config.templates.map(\.name))
+        let owned = names.union(state.templates.keys)
         state.templates = state.templates.filter { names.contains($0.key) }
         let keep = Set(state.templates.values.compactMap(\.kvFile))
-        let removed = parts.persister.sweepOrphans(keep: keep)
+        let removed = parts.persister.sweepOrphans(keep: keep, templates: owned)
         if !removed.isEmpty {
             logger.info("removed \(removed.count) orphaned KV files", metadata: .stage(.persist, .persisted, [
                 "FILES": .string(removed.joined(separator: ",")),

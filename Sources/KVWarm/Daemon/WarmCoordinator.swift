@@ -99,6 +99,8 @@ public actor WarmCoordinator {
         dependencies = newDeps
         dependencySink.yield(dependencies)
         if !removed.isEmpty {
+            // their KV files go now: after this nothing records that this instance owns them
+            for r in removed { if let f = writer.state.templates[r]?.kvFile { newParts.persister.remove(f) } }
             writer.update { s in for r in removed { s.templates[r] = nil } }
             writer.writeSoon()
         }

@@ -45,6 +45,15 @@ public enum SlotFileNaming {
         }
     }
 
+    /// The safe template name a kvwarm file was saved for; nil for a file of another shape.
+    public static func templateStem(of fileName: String) -> String? {
+        guard isKVWarmFile(fileName) else { return nil }
+        var s = Substring(fileName)
+        if s.hasSuffix(".partial") { s = s.dropLast(8) }
+        s = s.dropLast(4)
+        return s.lastIndex(of: "-").map { String(s[..<$0]) }
+    }
+
     /// Whether `fileName` is a leftover partial save.
     public static func isPartial(_ fileName: String) -> Bool {
         fileName.hasSuffix(".partial") && isKVWarmFile(fileName)

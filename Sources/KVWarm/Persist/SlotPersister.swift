@@ -99,13 +99,17 @@ public struct SlotPersister: Sendable {
         unlink(dir + "/" + fileName)
     }
 
-    /// Removes every kvwarm-named file not in `keep`, and every partial save. Returns what was removed.
+    /// Removes the kvwarm-named files of `templates` that are not in `keep`, and their partial
+    /// saves. Returns what was removed. Files of other template names are left alone: another
+    /// kvwarm (another config, backend or model) may share the slot directory.
     @discardableResult
-    public func sweepOrphans(keep: Set<String>) -> [String] {
+    public func sweepOrphans(keep: Set<String>, templates: some Sequence<String>) -> [String] {
         guard let dir = slotSaveDir,
               let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+        let owned = Set(templates.map(SlotFileNaming.safeName))
         var removed: [String] = []
-        for name in names.sorted() where SlotFileNaming.isKVWarmFile(name) {
+        for name in names.sorted() {
+            guard let stem = SlotFileNaming.templateStem(of: name), owned.contains(stem) else { continue }
             if SlotFileNaming.isPartial(name) || !keep.contains(name) {
                 if unlink(dir + "/" + name) == 0 { removed.append(name) }
             }

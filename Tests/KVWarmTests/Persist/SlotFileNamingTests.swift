@@ -70,6 +70,9 @@ import KVWarmTestSupport
     static let orphan = "old-fedcba987654.bin"
     static let partial = "code-0123456789ab.bin.partial"
     static let foreign = ["passwd", "notes.txt", "other-0123456789AB.bin", "model.gguf", "x-0123456789ab.bin.tmp"]
+    /// Files of templates another kvwarm on the same slot directory owns (a final and a partial save).
+    static let othersFiles = ["support-00112233aabb.bin", "support-00112233aabb.bin.partial"]
+    static let mine = ["code", "old"]
 
     func persister(_ dir: String?) -> SlotPersister {
         // never called: sweeping only touches the directory
@@ -78,25 +81,25 @@ import KVWarmTestSupport
     }
 
     func populate(_ dir: TemporaryDirectory) throws {
-        for n in [Self.keep, Self.orphan, Self.partial] + Self.foreign { try dir.write(n, n) }
+        for n in [Self.keep, Self.orphan, Self.partial] + Self.foreign + Self.othersFiles { try dir.write(n, n) }
     }
 
     @Test func sweepRemovesOrphansAndPartialsOnly() throws {
         let dir = try TemporaryDirectory("kvsweep")
         defer { dir.remove() }
         try populate(dir)
-        let removed = persister(dir.path).sweepOrphans(keep: [Self.keep])
+        let removed = persister(dir.path).sweepOrphans(keep: [Self.keep], templates: Self.mine)
         #expect(removed == [Self.orphan, Self.partial].sorted())
         let left = Set(try FileManager.default.contentsOfDirectory(atPath: dir.path))
-        #expect(left == Set([Self.keep] + Self.foreign))
-        #expect(persister(dir.path).sweepOrphans(keep: [Self.keep]) == [], "nothing more to sweep")
+        #expect(left == Set([Self.keep] + Self.foreign + Self.othersFiles), "another instance's files stay")
+        #expect(persister(dir.path).sweepOrphans(keep: [Self.keep], templates: Self.mine) == [], "nothing more to sweep")
     }
 
     @Test func partialIsRemovedEvenWhenKept() throws {
         let dir = try TemporaryDirectory("kvsweep")
         defer { dir.remove() }
         try populate(dir)
-        let removed = persister(dir.path).sweepOrphans(keep: [Self.keep, Self.partial, Self.orphan])
+        let removed = persister(dir.path).sweepOrphans(keep: [Self.keep, Self.partial, Self.orphan], templates: Self.mine)
         #expect(removed == [Self.partial])
     }
 
@@ -105,10 +108,11 @@ import KVWarmTestSupport
         defer { dir.remove() }
         try populate(dir)
         let p = persister(nil)
-        #expect(p.sweepOrphans(keep: []) == [])
+        #expect(p.sweepOrphans(keep: [], templates: Self.mine) == [])
         #expect(p.exists(Self.keep) == nil)
         p.remove(Self.keep)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).count == 3 + Self.foreign.count)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).count
+                == 3 + Self.foreign.count + Self.othersFiles.count)
     }
 
     @Test func removeAndExistsOnlyConcernKVWarmNames() throws {
