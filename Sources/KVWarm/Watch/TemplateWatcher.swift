@@ -52,12 +52,12 @@ public final class TemplateWatcher: Sendable {
     /// Plan-and-apply rounds at most per reconciliation (a round repeats while watches had to be added).
     static let maxRounds = 16
 
-    private let syscalls: any InotifySyscalls
+    let syscalls: any InotifySyscalls
     private let planner: @Sendable (WatchSet) -> WatchPlan
-    private let logger: Logger
-    private let state: Mutex<State>
+    let logger: Logger
+    let state: Mutex<WatcherState>
     private let stream: AsyncStream<WatchChange>
-    private let continuation: AsyncStream<WatchChange>.Continuation
+    let continuation: AsyncStream<WatchChange>.Continuation
     /// Generations of requested sets, newest only; the set itself is read from the state.
     private let requests: AsyncStream<UInt64>
     private let requestSink: AsyncStream<UInt64>.Continuation
@@ -79,17 +79,18 @@ public final class TemplateWatcher: Sendable {
         self.syscalls = syscalls
         self.planner = planner
         self.logger = logger
-        self.state = Mutex(State())
+        self.state = Mutex(WatcherState())
         (stream, continuation) = AsyncStream.makeStream(of: WatchChange.self, bufferingPolicy: .unbounded)
         (requests, requestSink) = AsyncStream.makeStream(of: UInt64.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     deinit {
         // Only reached when run() never ran (a running reader thread holds a reference).
-        state.withLock { s in
-            if let fd = s.fd { try? syscalls.close(fd: fd) }
-            s.fd = nil
+        let fd = state.withLock { s in
+            defer { s.fd = nil }
+            return s.fd
         }
+        if let fd { try? syscalls.close(fd: fd) }
         requestSink.finish()
         continuation.finish()
     }
@@ -115,11 +116,10 @@ public final class TemplateWatcher: Sendable {
     @discardableResult
     public func request(_ set: WatchSet) -> UInt64 {
         state.withLock { s in
-            s.set = set
-            s.generation += 1
+            let generation = s.record(set)
             // Yielded under the lock so the stream's newest element is the newest generation.
-            if s.phase != .stopped { requestSink.yield(s.generation) }
-            return s.generation
+            if s.phase != .stopped { requestSink.yield(generation) }
+            return generation
         }
     }
 
@@ -127,22 +127,16 @@ public final class TemplateWatcher: Sendable {
     /// stopped, or the calling task is cancelled. "Applied" means the kernel watches were
     /// reconciled with its plan, whether or not every watch could be added.
     public func waitApplied(_ generation: UInt64) async {
-        let id = state.withLock { s -> UInt64 in
-            s.nextWaiter += 1
-            return s.nextWaiter
-        }
+        let id = state.withLock { s in s.nextWaiterID() }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                state.withLock { s in
-                    if s.appliedGeneration >= generation || s.phase == .stopped || Task.isCancelled {
-                        c.resume()
-                    } else {
-                        s.waiters[id] = Waiter(generation: generation, continuation: c)
-                    }
+                let waiting = state.withLock { s in
+                    s.addWaiter(id, generation: generation, c, cancelled: Task.isCancelled)
                 }
+                if !waiting { c.resume() }
             }
         } onCancel: {
-            state.withLock { s in s.waiters.removeValue(forKey: id)?.continuation.resume() }
+            state.withLock { s in s.removeWaiter(id) }?.resume()
         }
     }
 
@@ -167,10 +161,9 @@ public final class TemplateWatcher: Sendable {
         let proceed: Bool
         do throws(TemplateWatcherError) {
             proceed = try state.withLock { (s) throws(TemplateWatcherError) -> Bool in
-                s.set = set
-                s.generation += 1
+                _ = s.record(set)
                 guard s.phase != .stopped else { return false }
-                try openIfNeeded(&s)
+                try s.openIfNeeded(syscalls: syscalls)
                 return true
             }
         } catch {
@@ -196,7 +189,7 @@ public final class TemplateWatcher: Sendable {
             started = try state.withLock { (s) throws(TemplateWatcherError) -> (CInt, WakePipe) in
                 guard s.phase == .idle else { throw .notRunnable }
                 s.phase = .running
-                try openIfNeeded(&s)
+                try s.openIfNeeded(syscalls: syscalls)
                 let wake: WakePipe
                 do throws(Errno) { wake = try WakePipe() } catch { throw .systemCall("pipe", path: nil, error) }
                 s.wake = wake
@@ -251,7 +244,7 @@ public final class TemplateWatcher: Sendable {
 
     /// After an application by ``update(_:)`` or ``applyRequests()``: logs it, yields the
     /// templates to re-check, and releases the waiters of its generation.
-    private func finish(_ outcome: ReconcileOutcome) {
+    private func finish(_ outcome: WatcherState.ReconcileOutcome) {
         if outcome.appliedRounds > 0 {
             logger.debug(
                 "watch set updated",
@@ -266,323 +259,39 @@ public final class TemplateWatcher: Sendable {
     }
 
     /// Marks `generation` as applied and resumes the waiters it satisfies.
-    private func publish(_ generation: UInt64) {
-        state.withLock { s in
-            guard generation > s.appliedGeneration else { return }
-            s.appliedGeneration = generation
-            for (id, w) in s.waiters where w.generation <= generation {
-                s.waiters[id] = nil
-                w.continuation.resume()
-            }
-        }
-    }
-
-    // MARK: - State
-
-    private enum Phase { case idle, running, stopped }
-
-    private struct Waiter {
-        var generation: UInt64
-        var continuation: CheckedContinuation<Void, Never>
-    }
-
-    private struct State {
-        var phase = Phase.idle
-        var fd: CInt?
-        var wake: WakePipe?
-        /// The newest set asked for, by ``request(_:)`` or ``update(_:)``, and its generation.
-        var set = WatchSet(files: [:])
-        var generation: UInt64 = 0
-        /// Plan numbers, in the order plan building starts; `appliedTicket` is the last applied.
-        var nextTicket: UInt64 = 1
-        var appliedTicket: UInt64 = 0
-        /// The newest generation whose application has finished (what waiters see).
-        var appliedGeneration: UInt64 = 0
-        var waiters: [UInt64: Waiter] = [:]
-        var nextWaiter: UInt64 = 0
-        var plan = WatchPlan()
-        /// Set after an overflow (`IN_IGNORED` records may be lost): the next application adds
-        /// every wanted directory again. The kernel returns the existing wd for a live watch and
-        /// a new one for a directory that was replaced, whose old watch is then dropped.
-        var refreshPending = false
-        var wdByDirectory: [String: CInt] = [:]
-        var directoriesByWD: [CInt: Set<String>] = [:]
-        /// Watches we dropped whose `IN_IGNORED` is still to come (wd numbers get reused).
-        var droppedWDs: Set<CInt> = []
-    }
-
-    /// The set and number a plan is built from, taken under the lock before building starts.
-    private struct Ticket {
-        var set: WatchSet
-        var generation: UInt64
-        var number: UInt64
-    }
-
-    private struct ReconcileOutcome {
-        var errors: [TemplateWatcherError] = []
-        var watched = 0
-        var templateCount = 0
-        /// Templates that gained a watched file or have a file in a directory whose watch was
-        /// just added (it may have appeared, changed or gone before the watch existed).
-        var recheck: Set<String> = []
-        /// The generation of the last plan applied.
-        var generation: UInt64 = 0
-        var appliedRounds = 0
-        /// A plan started later was applied first; its builder finishes the job.
-        var superseded = false
-        /// Whether ``run()`` was running when the plan was applied.
-        var running = false
-    }
-
-    private func openIfNeeded(_ s: inout State) throws(TemplateWatcherError) {
-        guard s.fd == nil else { return }
-        do throws(Errno) {
-            s.fd = try syscalls.initialize(flags: Int32(IN_NONBLOCK | IN_CLOEXEC))
-        } catch where error == .tooManyOpenFiles || error == .tooManyOpenFilesInSystem {
-            throw .instanceLimitReached(error)
-        } catch {
-            throw .systemCall("inotify_init1", path: nil, error)
-        }
+    func publish(_ generation: UInt64) {
+        for waiter in state.withLock({ s in s.publish(generation) }) { waiter.resume() }
     }
 
     /// Brings the kernel watches in line with a fresh ``WatchPlan`` of the newest set. The plan
     /// is built without the lock; the lock is held only to apply it. Repeats while a watch had to
     /// be added (a directory may appear between looking and watching) until a round adds none.
     /// Stops early when a plan started later has been applied.
-    private func reconcile() -> ReconcileOutcome {
-        var out = ReconcileOutcome()
+    func reconcile() -> WatcherState.ReconcileOutcome {
+        var out = WatcherState.ReconcileOutcome()
         for _ in 0..<Self.maxRounds {
-            let ticket = state.withLock { s -> Ticket in
-                defer { s.nextTicket += 1 }
-                return Ticket(set: s.set, generation: s.generation, number: s.nextTicket)
-            }
+            let ticket = state.withLock { s in s.takeTicket() }
             let plan = planner(ticket.set)
-            let again = state.withLock { s in apply(plan, ticket, &s, &out) }
+            let again = state.withLock { s in s.apply(plan, ticket, syscalls: syscalls, into: &out) }
             guard again else { break }
         }
         return out
     }
 
-    /// Swaps `plan` in and adds and removes kernel watches for it, unless a plan started later
-    /// was applied already or a newer set was asked for since (whoever asked plans that one).
-    /// Returns whether another round is needed.
-    private func apply(_ plan: WatchPlan, _ ticket: Ticket, _ s: inout State, _ out: inout ReconcileOutcome) -> Bool {
-        guard ticket.number > s.appliedTicket, ticket.generation == s.generation else {
-            out.superseded = true
-            return false
-        }
-        s.appliedTicket = ticket.number
-        out.superseded = false
-        out.generation = ticket.generation
-        out.appliedRounds += 1
-        out.templateCount = ticket.set.files.count
-        let old = s.plan
-        s.plan = plan
-        guard let fd = s.fd, s.phase != .stopped else { return false }
-        out.running = s.phase == .running
-        out.recheck.formUnion(plan.templatesGainingFiles(since: old))
-        let refresh = s.refreshPending
-        s.refreshPending = false
-        let wanted = plan.directories
-        for (dir, wd) in s.wdByDirectory where !wanted.contains(dir) {
-            s.wdByDirectory[dir] = nil
-            s.directoriesByWD[wd]?.remove(dir)
-            if s.directoriesByWD[wd]?.isEmpty ?? true {
-                s.directoriesByWD[wd] = nil
-                // EINVAL means the kernel dropped it already; its IN_IGNORED is queued either way.
-                try? syscalls.removeWatch(fd: fd, wd: wd)
-                s.droppedWDs.insert(wd)
-            }
-        }
-        var changed = false
-        for dir in wanted.sorted() where refresh || s.wdByDirectory[dir] == nil {
-            do throws(Errno) {
-                let wd = try retryingOnInterrupt { () throws(Errno) in
-                    try syscalls.addWatch(fd: fd, path: dir, mask: InotifyMask.directoryWatch)
-                }
-                if let old = s.wdByDirectory[dir] {
-                    if old == wd { continue }
-                    s.directoriesByWD[old]?.remove(dir)
-                    if s.directoriesByWD[old]?.isEmpty ?? false { dropWatch(old, &s, removeFromKernel: true) }
-                }
-                s.wdByDirectory[dir] = wd
-                s.directoriesByWD[wd, default: []].insert(dir)
-                out.recheck.formUnion(plan.templates(directory: dir))
-                changed = true
-            } catch where error == .noSuchFileOrDirectory || error == .notDirectory {
-                changed = true  // gone since we looked: look again
-            } catch {
-                let e: TemplateWatcherError = error == .noSpace
-                    ? .watchLimitReached(directory: dir)
-                    : .systemCall("inotify_add_watch", path: dir, error)
-                if !out.errors.contains(e) { out.errors.append(e) }
-            }
-        }
-        out.watched = s.wdByDirectory.count
-        return changed
-    }
-
-    /// Forgets a watch; with `removeFromKernel`, also `inotify_rm_watch`s it and expects its `IN_IGNORED`.
-    private func dropWatch(_ wd: CInt, _ s: inout State, removeFromKernel: Bool) {
-        for dir in s.directoriesByWD[wd] ?? [] where s.wdByDirectory[dir] == wd {
-            s.wdByDirectory[dir] = nil
-        }
-        s.directoriesByWD[wd] = nil
-        if removeFromKernel, let fd = s.fd {
-            try? syscalls.removeWatch(fd: fd, wd: wd)
-            s.droppedWDs.insert(wd)
-        }
-    }
-
+    /// Stops the watcher: closes the inotify descriptor (releasing every watch) and the wake
+    /// pipe, resumes every waiter, and finishes the request stream and ``changes``.
     private func shutdown() {
-        state.withLock { s in
-            if let fd = s.fd { try? syscalls.close(fd: fd) }  // releases every watch
-            s.fd = nil
-            s.wake?.close()
-            s.wake = nil
-            s.wdByDirectory = [:]
-            s.directoriesByWD = [:]
-            s.droppedWDs = []
-            s.phase = .stopped
-            for w in s.waiters.values { w.continuation.resume() }
-            s.waiters = [:]
-        }
+        let released = state.withLock { s in s.stop() }
+        if let fd = released.fd { try? syscalls.close(fd: fd) }
+        released.wake?.close()
+        for waiter in released.waiters { waiter.resume() }
         requestSink.finish()
         continuation.finish()
     }
 
-    // MARK: - Reader thread
-
-    private func readLoop(fd: CInt, wake: WakePipe) -> Result<Void, any Error> {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.readBufferSize, alignment: 8)
-        defer { buffer.deallocate() }
-        var fds = [
-            pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: wake.readFD, events: Int16(POLLIN), revents: 0),
-        ]
-        while true {
-            fds[0].revents = 0
-            fds[1].revents = 0
-            do throws(Errno) {
-                _ = try retryingOnInterrupt { () throws(Errno) in
-                    try syscalls.poll(&fds, timeoutMilliseconds: -1)
-                }
-            } catch {
-                return fail(.systemCall("poll", path: nil, error))
-            }
-            if fds[1].revents != 0 { return .success(()) }
-            if fds[0].revents & Int16(POLLERR | POLLNVAL) != 0 {
-                return fail(.systemCall("poll", path: nil, .badFileDescriptor))
-            }
-            guard fds[0].revents & Int16(POLLIN) != 0 else { continue }
-            let n: Int
-            do throws(Errno) {
-                n = try retryingOnInterrupt { () throws(Errno) in try syscalls.read(fd: fd, into: buffer) }
-            } catch where error == .resourceTemporarilyUnavailable {
-                continue
-            } catch {
-                return fail(.systemCall("read", path: nil, error))
-            }
-            guard n > 0 else { continue }
-            handle(InotifyEventParser.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<n])))
-        }
-    }
-
-    private func fail(_ error: TemplateWatcherError) -> Result<Void, any Error> {
-        logErrors([error])
-        return .failure(error)
-    }
-
-    private struct BatchOutcome {
-        var templates: Set<String> = []
-        /// Templates whose only events in the batch were IN_ATTRIB.
-        var attributesOnly: Set<String> = []
-        var overflow = false
-        /// Whether an event may have changed links or directories, so the plan is rebuilt.
-        var replan = false
-        var raw: [(InotifyEvent, Set<String>)] = []
-    }
-
-    /// Maps one read's events to templates, reconciles if any may have changed links or
-    /// directories, yields at most one element. The mapping holds the lock; the plan is rebuilt
-    /// without it.
-    func handle(_ events: [InotifyEvent]) {
-        let logRaw = logger.logLevel <= .debug
-        var out = state.withLock { (s) -> BatchOutcome in
-            var out = BatchOutcome()
-            for e in events {
-                let dirs = s.directoriesByWD[e.wd] ?? []
-                if logRaw { out.raw.append((e, dirs)) }
-                if e.wd == -1 || e.has(InotifyMask.queueOverflow) {
-                    out.overflow = true
-                    out.replan = true
-                    s.refreshPending = true
-                } else if e.has(InotifyMask.ignored) {
-                    if s.droppedWDs.remove(e.wd) == nil {
-                        dropWatch(e.wd, &s, removeFromKernel: false)
-                        out.replan = true
-                    }
-                } else if e.has(InotifyMask.deleteSelf) || e.has(InotifyMask.moveSelf) || e.has(InotifyMask.unmount) {
-                    // The directory is gone or elsewhere: its files went with it. Drop the watch now
-                    // (its path may be recreated before IN_IGNORED is read) and look again.
-                    for dir in dirs { out.templates.formUnion(s.plan.templates(directory: dir)) }
-                    if !dirs.isEmpty {
-                        dropWatch(e.wd, &s, removeFromKernel: true)
-                        out.replan = true
-                    }
-                } else if !e.name.isEmpty {
-                    for dir in dirs {
-                        let hit = s.plan.templates(directory: dir, name: e.name)
-                        if !hit.isEmpty {
-                            if e.mask & ~(InotifyMask.attrib | InotifyMask.isDir) == 0 {
-                                out.attributesOnly.formUnion(hit)
-                            } else {
-                                out.templates.formUnion(hit)
-                            }
-                            // Writing a file's content changes no link or directory.
-                            if e.mask & ~InotifyMask.closeWrite != 0 { out.replan = true }
-                        }
-                    }
-                }
-            }
-            return out
-        }
-        var errors: [TemplateWatcherError] = []
-        var applied: ReconcileOutcome?
-        if out.replan {
-            let r = reconcile()
-            out.templates.formUnion(r.recheck)
-            errors = r.errors
-            applied = r
-        }
-        for (e, dirs) in out.raw {
-            logger.debug(
-                "inotify event",
-                metadata: meta(.watchEvent, [
-                    LogField.path: .string(dirs.sorted().map { e.name.isEmpty ? $0 : $0 + "/" + e.name }
-                        .joined(separator: ",")),
-                    "INOTIFY_MASK": .string(InotifyMask.describe(e.mask)),
-                    "INOTIFY_WD": .string(String(e.wd)),
-                    "INOTIFY_COOKIE": .string(String(e.cookie)),
-                ]))
-        }
-        logApplyErrors(errors)
-        if out.overflow {
-            logger.info(
-                "inotify event queue overflowed; events were lost, rescanning every template",
-                metadata: meta(.watchOverflow, [LogField.hint: "raise fs.inotify.max_queued_events if this recurs"]))
-            continuation.yield(.rescanAll)
-        } else {
-            if !out.templates.isEmpty { continuation.yield(.templates(out.templates)) }
-            let attributes = out.attributesOnly.subtracting(out.templates)
-            if !attributes.isEmpty { continuation.yield(.attributes(attributes)) }
-        }
-        if let applied, !applied.superseded { publish(applied.generation) }
-    }
-
     // MARK: - Logging
 
-    private func meta(_ id: MessageID, _ extra: Logger.Metadata) -> Logger.Metadata {
+    func meta(_ id: MessageID, _ extra: Logger.Metadata) -> Logger.Metadata {
         Logger.Metadata.stage(.watch, id).merging(extra) { $1 }
     }
 
@@ -595,7 +304,7 @@ public final class TemplateWatcher: Sendable {
     }
 
     /// Logs failures to set up watches: "cannot watch template files: …", `OUTCOME=failed`.
-    private func logApplyErrors(_ errors: [TemplateWatcherError]) {
+    func logApplyErrors(_ errors: [TemplateWatcherError]) {
         for error in errors {
             var metadata = errorMetadata(error)
             metadata[LogField.outcome] = .string(Outcome.failed.rawValue)
@@ -604,7 +313,7 @@ public final class TemplateWatcher: Sendable {
     }
 
     /// Logs failures of the reader (`poll`, `read`) or of starting it.
-    private func logErrors(_ errors: [TemplateWatcherError]) {
+    func logErrors(_ errors: [TemplateWatcherError]) {
         for error in errors {
             logger.error("watch failed: \(error)", metadata: errorMetadata(error))
         }
