@@ -2,7 +2,11 @@ import ArgumentParser
 import Foundation
 import KVWarm
 
-/// `kvwarm status`: the state file and the backend's health.
+/// `kvwarm status`: whether the daemon runs, each template's state and the backend's health.
+///
+/// Exit status: 0 when kvwarm runs and every template is warm with its current content;
+/// 1 when it runs but a template is failing, pending (its file changed since its warm) or
+/// never warmed, or the backend is unavailable; 3 when no kvwarm runs on this state directory.
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show each template's last warm (from the state file) and the backend's health.")
@@ -26,12 +30,21 @@ struct StatusCommand: AsyncParsableCommand {
         let health = await client.health()
         let fp = try? await BackendFingerprint.read(from: client, kvTag: c.backend.kvTag)
         let iso = ISO8601DateFormatter()
+        let holder = InstanceLock.holder(directory: c.stateDir)
+        let loader = SnapshotLoader(includeRoots: c.includeRoots, maxBytes: c.maxTemplateBytes)
+        let states = Dictionary(uniqueKeysWithValues: c.templates.map { t in
+            (t.name, TemplateState.of(t, record: state.templates[t.name], loader: loader))
+        })
+        let allWarm = health == nil && states.values.allSatisfy { $0.label == "warm" }
+        let exit: Int32 = holder == .none ? 3 : (allWarm ? 0 : 1)
 
         if json {
             var templates: [[String: Any]] = []
             for t in c.templates {
                 let r = state.templates[t.name]
-                var o: [String: Any] = ["name": t.name, "path": t.path, "endpoint": t.endpoint.rawValue]
+                let ts = states[t.name]!
+                var o: [String: Any] = ["name": t.name, "path": t.path, "endpoint": t.endpoint.rawValue,
+                                        "state": ts.label, "problem": ts.problem ?? NSNull()]
                 if let r {
                     o["digest"] = r.digest ?? NSNull()
                     o["kv_file"] = r.kvFile ?? NSNull()
@@ -46,7 +59,10 @@ struct StatusCommand: AsyncParsableCommand {
                 }
                 templates.append(o)
             }
+            var daemon: [String: Any] = ["running": holder != .none]
+            if case .process(let pid) = holder { daemon["pid"] = pid.map { Int($0) } ?? NSNull() }
             let out: [String: Any] = [
+                "daemon": daemon,
                 "backend": ["url": c.backend.address.description, "healthy": health == nil,
                             "error": health?.description ?? NSNull(), "fingerprint": fp?.digest ?? NSNull(),
                             "build": fp?.build ?? NSNull()] as [String: Any],
@@ -56,27 +72,52 @@ struct StatusCommand: AsyncParsableCommand {
             ]
             let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
-            if health != nil { throw ExitCode(SysExit.unavailable.rawValue) }
+            if exit != 0 { throw ExitCode(exit) }
             return
+        }
+        switch holder {
+        case .none: print("daemon   NOT RUNNING on state_dir \(c.stateDir)")
+        case .process(let pid): print("daemon   running\(pid.map { " (pid \($0))" } ?? "")")
         }
         print("backend  \(c.backend.address)  \(health == nil ? "healthy" : "UNAVAILABLE: \(health!)")\(fp.map { "  build \($0.build)" } ?? "")")
         if let fp, state.restoreIneffective.contains(fp.digest) {
             print("note     slot restores do not take on this backend (SWA model without --swa-full?): templates prefill")
         }
         if let stateNote { print("state    \(stateNote)") }
-        let rows: [[String]] = [["TEMPLATE", "MODE", "TOKENS", "CACHED", "WARM_MS", "WARMED_AT", "KV_FILE", "ERROR"]]
+        let rows: [[String]] = [["TEMPLATE", "STATE", "MODE", "TOKENS", "CACHED", "WARM_MS", "WARMED_AT", "KV_FILE", "ERROR"]]
             + c.templates.map { t in
                 let r = state.templates[t.name]
-                return [t.name, r?.mode?.rawValue ?? "-", r?.promptTokens.map(String.init) ?? "-",
+                return [t.name, states[t.name]!.label, r?.mode?.rawValue ?? "-", r?.promptTokens.map(String.init) ?? "-",
                         r?.cachedTokens.map(String.init) ?? "-", r?.warmMS.map { String(Int($0)) } ?? "-",
                         r?.warmedAt.map { iso.string(from: $0) } ?? "never", r?.kvFile ?? "-",
-                        r?.lastError ?? ""]
+                        states[t.name]!.problem ?? ""]
             }
         let widths = (0..<rows[0].count).map { i in rows.map { $0[i].count }.max() ?? 0 }
         for row in rows {
             print(zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }
                 .joined(separator: "  ").trimmingCharacters(in: .whitespaces))
         }
-        if health != nil { throw ExitCode(SysExit.unavailable.rawValue) }
+        if exit != 0 { throw ExitCode(exit) }
+    }
+}
+
+/// One template's state as `status` reports it.
+struct TemplateState {
+    /// `warm`, `pending` (the files changed since the warm), `failed` or `never`.
+    var label: String
+    var problem: String?
+
+    static func of(_ spec: TemplateSpec, record: WarmRecord?, loader: SnapshotLoader) -> TemplateState {
+        let current: String
+        switch loader.load(spec) {
+        case .failure(let p): return TemplateState(label: "failed", problem: p.description)
+        case .success(let s): current = s.digest
+        }
+        if let e = record?.lastError { return TemplateState(label: "failed", problem: e) }
+        guard let warmed = record?.digest else { return TemplateState(label: "never", problem: nil) }
+        if warmed != current {
+            return TemplateState(label: "pending", problem: "the files changed since the last warm")
+        }
+        return TemplateState(label: "warm", problem: nil)
     }
 }

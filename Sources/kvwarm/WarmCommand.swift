@@ -26,6 +26,16 @@ struct WarmCommand: AsyncParsableCommand {
         let targets = names.isEmpty ? parts.config.templates.map(\.name) : names
         let store = StateStore(directory: parts.config.stateDir)
         try store.prepare()
+        // the running daemon owns the slots and the state file: a second writer would re-pin its slots
+        let lock: InstanceLock
+        do {
+            lock = try InstanceLock.acquire(directory: parts.config.stateDir)
+        } catch {
+            printError("kvwarm: \(error).\nThe running daemon keeps the templates warm: `touch` a template to re-warm it, "
+                       + "or `systemctl reload kvwarm` after a config change.")
+            throw ExitCode(SysExit.tempFail.rawValue)
+        }
+        defer { withExtendedLifetime(lock) {} }
         var state = WarmState()
         if case .loaded(let s) = store.load() { state = s }
         if forcePrefill { for n in targets { state.templates[n]?.digest = nil } }

@@ -6,6 +6,7 @@ public enum SysExit: Int32, Sendable {
     case unavailable = 69
     case software = 70
     case cantCreate = 73
+    case tempFail = 75
     case config = 78
 }
 

@@ -69,6 +69,20 @@ public struct KVWarmDaemon: Sendable {
             notifier.failed(status: "cannot use state_dir \(config.stateDir)", errno: 13)
             return .cantCreate
         }
+        // one kvwarm per state directory: a second one would sweep and overwrite the first one's files
+        let lock: InstanceLock
+        do {
+            lock = try InstanceLock.acquire(directory: config.stateDir)
+        } catch {
+            logger.critical("\(error); not starting", metadata: .stage(.startup, .startupBegin, [
+                LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string("state_dir_locked"),
+                LogField.path: .string(config.stateDir),
+                LogField.hint: .string("give each kvwarm its own state_dir, or stop the other one"),
+            ]))
+            notifier.failed(status: "\(error)", errno: 16)  // EBUSY
+            return .tempFail
+        }
+        defer { withExtendedLifetime(lock) {} }
         switch store.load() {
         case .loaded(let s): state = s
         case .absent: break
