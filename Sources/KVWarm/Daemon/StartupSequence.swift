@@ -15,6 +15,8 @@ public struct StartupSequence: Service {
     /// How often EXTEND_TIMEOUT_USEC is sent, and by how much it extends.
     public var heartbeat: Duration = .seconds(5)
     public var extension_: Duration = .seconds(20)
+    /// How often a wait for the backend is logged.
+    static let progressEvery: Duration = .seconds(10)
 
     public init(coordinator: WarmCoordinator, notifier: Notifier, gate: ReadinessGate, logger: Logger) {
         self.coordinator = coordinator
@@ -38,6 +40,7 @@ public struct StartupSequence: Service {
         let clock = ContinuousClock()
         let deadline = clock.now + config.startup.backendWait
         var lastReason: BackendError?
+        var lastWaitLog: ContinuousClock.Instant?
         while true {
             if let error = await client.health() {
                 lastReason = error
@@ -47,6 +50,14 @@ public struct StartupSequence: Service {
             }
             if lastReason == .cancelled || Task.isCancelled { return }
             if clock.now >= deadline { break }
+            if lastWaitLog.map({ $0.duration(to: clock.now) >= Self.progressEvery }) ?? true {
+                lastWaitLog = clock.now
+                let waited = Int(started.duration(to: .now).milliseconds / 1000)
+                logger.notice("waiting for backend \(config.backend.address): \(lastReason!.description) (\(waited) s of \(Int(config.startup.backendWait.milliseconds / 1000)) s)",
+                              metadata: .stage(.startup, .backendWaiting, [
+                                  LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(lastReason!.reason),
+                              ]))
+            }
             notifier.extendTimeout(by: extension_, status: "waiting for backend \(config.backend.address): \(lastReason!.reason)")
             do { try await Task.sleep(for: .seconds(1)) } catch { return }
         }

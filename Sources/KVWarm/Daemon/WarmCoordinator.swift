@@ -19,6 +19,9 @@ public actor WarmCoordinator {
     private var retries: [String: Task<Void, Never>] = [:]
     private var inFlightTask: Task<Void, Never>?
     private var inFlightSince: ContinuousClock.Instant?
+    /// Logs every ``progressEvery`` that the pass in flight still runs.
+    private var progressTask: Task<Void, Never>?
+    static let progressEvery: Duration = .seconds(10)
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
     /// Template name → why it is not warm.
     public private(set) var problems: [String: String] = [:]
@@ -47,7 +50,12 @@ public actor WarmCoordinator {
 
     /// Queues templates for a pass (names not configured are ignored).
     public func enqueue<S: Sequence>(_ names: S) where S.Element == String {
+        let before = Set(machine.queue)
         perform(machine.enqueue(names.filter { parts.config.template(named: $0) != nil }))
+        guard let current = machine.inFlight, let since = inFlightSince else { return }
+        for n in machine.queue where !before.contains(n) {
+            log.queued(n, behind: current, for: since.duration(to: .now))
+        }
     }
 
     /// Queues every configured template.
@@ -116,10 +124,7 @@ public actor WarmCoordinator {
             switch a {
             case .startPass(let name): start(name)
             case .scheduleRetry(let name, let delay, let attempt):
-                log.logger.info("retrying after backoff", metadata: .stage(.warm, .warmFailed, template: name, [
-                    LogField.reason: .string(failure?.reason ?? "retry"),
-                    "RETRY_IN_MS": .stringConvertible(Int(delay.milliseconds)), "ATTEMPT": .stringConvertible(attempt),
-                ]))
+                log.retrying(name, reason: failure?.reason ?? "retry", after: delay, attempt: attempt)
                 let sleep = self.sleep
                 retries[name] = Task { [weak self] in
                     do { try await sleep(delay) } catch { return }
@@ -154,6 +159,12 @@ public actor WarmCoordinator {
         let previous = writer.state.templates[name]
         let identity = self.identity
         let log = self.log
+        let started = ContinuousClock.now
+        progressTask = Task {
+            while (try? await Task.sleep(for: Self.progressEvery)) != nil {
+                log.stillWarming(name, for: started.duration(to: .now))
+            }
+        }
         inFlightTask = Task {
             let input = TemplatePass.Input(spec: spec, previous: previous, fingerprint: await identity.fingerprint,
                                            restoreIneffective: await identity.restoreIneffective)
@@ -164,6 +175,8 @@ public actor WarmCoordinator {
     }
 
     private func passEnded(_ name: String, _ outcome: PassOutcome) {
+        progressTask?.cancel()
+        progressTask = nil
         inFlightTask = nil
         inFlightSince = nil
         let configured = parts.config.template(named: name) != nil

@@ -15,6 +15,28 @@ public final class StageLog: Sendable {
     /// Logs one event of template `name`.
     public func write(_ event: StageEvent, template name: String) { write(event, name) }
 
+    /// `name` was queued while `current`'s pass has run for `elapsed`.
+    public func queued(_ name: String, behind current: String, for elapsed: Duration) {
+        logger.info("queued behind \(current) (warming for \(Int(elapsed.milliseconds / 1000)) s)",
+                    metadata: .stage(.warm, .warmQueued, template: name, ["BEHIND": .string(current)]))
+    }
+
+    /// The pass of `name` has run for `elapsed` and goes on.
+    public func stillWarming(_ name: String, for elapsed: Duration) {
+        let ms = Int(elapsed.milliseconds)
+        logger.notice("still warming \(name): \(ms / 1000) s", metadata: .stage(.warm, .warmProgress, template: name, [
+            LogField.durationMS: .stringConvertible(ms),
+        ]))
+    }
+
+    /// A retry of `name` is scheduled after `delay`.
+    public func retrying(_ name: String, reason: String, after delay: Duration, attempt: Int) {
+        logger.info("retrying after backoff", metadata: .stage(.warm, .warmFailed, template: name, [
+            LogField.reason: .string(reason),
+            "RETRY_IN_MS": .stringConvertible(Int(delay.milliseconds)), "ATTEMPT": .stringConvertible(attempt),
+        ]))
+    }
+
     private func fields(_ stage: Stage, _ id: MessageID, _ name: String, _ outcome: Outcome?,
                         _ extra: Logger.Metadata = [:]) -> Logger.Metadata {
         var m = Logger.Metadata.stage(stage, id, template: name, extra)

@@ -178,6 +178,20 @@ import Testing
         #expect(kv.stop() == 0)
     }
 
+    /// Without a backend, the journal says at once that kvwarm waits, and why (not only STATUS=).
+    @Test func waitingForTheBackendIsLogged() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let port = try LlamaServerFixture.freePort()
+        let config = try Self.writeConfig(dir, port: port, templates: ["t": "Hello <{message}>"],
+                                          startup: ["backend_wait_seconds": 30])
+        let kv = try KVWarmProcess(arguments: ["run", "--config", config, "--log-format", "json"], directory: dir.path)
+        let rec = try await kv.awaitRecord(["MESSAGE_ID": "f6a8a91f4dc34b1e91196c57d46c1f74"], timeout: .seconds(5))
+        #expect(rec["REASON"] == "unreachable")
+        #expect(rec["MESSAGE"]?.contains("127.0.0.1:\(port)") == true, "\(rec)")
+        #expect(kv.stop() == 0)
+    }
+
     @Test func editsDuringAWarmQueueOneFollowUpWithTheLatestContent() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
@@ -211,6 +225,9 @@ import Testing
         #expect(prompts.count == 3, "startup + one in flight + one follow-up, got \(prompts.count)")
         #expect(prompts.last?.contains("v5") == true, "the follow-up warms the latest content")
         #expect(!prompts.contains { $0.contains("v3") || $0.contains("v4") }, "intermediate versions are never warmed")
+        let queued = kv.logRecords.dropFirst(mark).filter { $0["MESSAGE_ID"] == "263d36d652814daca91f9239e13fdc79" }
+        #expect(queued.count == 1, "the follow-up says once that it waits: \(queued)")
+        #expect(queued.first?["BEHIND"] == "t")
         #expect(kv.stop() == 0)
     }
 
