@@ -14,7 +14,7 @@ struct RenderCommand: AsyncParsableCommand {
     func run() async throws {
         let parts = try config.loadParts()
         guard let spec = parts.config.template(named: name) else {
-            printError("kvwarm: no such template: \(name)")
+            printError("kvwarm: no such template: \(name); configured: \(parts.config.templates.map(\.name).joined(separator: ", "))")
             throw ExitCode(SysExit.usage.rawValue)
         }
         let snapshot: TemplateSnapshot
@@ -42,10 +42,10 @@ struct RenderCommand: AsyncParsableCommand {
                 printError("warning: only \(prefixTokens) tokens precede <{message}>: warming this template saves little; move <{message}> towards the end")
             }
         } catch let e as WarmPromptBuilder.Failure {
-            printError("kvwarm: \(name): \(e)")
+            printError("kvwarm: \(name): \(e) (backend \(parts.config.backend.address))")
             throw ExitCode(SysExit.unavailable.rawValue)
         } catch let e as BackendError {
-            printError("kvwarm: \(name): \(e)")
+            printError("kvwarm: \(name): \(e) (backend \(parts.config.backend.address))")
             throw ExitCode(SysExit.unavailable.rawValue)
         }
     }

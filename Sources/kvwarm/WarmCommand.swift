@@ -20,7 +20,7 @@ struct WarmCommand: AsyncParsableCommand {
         let parts = try config.loadParts()
         let unknown = names.filter { parts.config.template(named: $0) == nil }
         guard unknown.isEmpty else {
-            printError("kvwarm: no such template: \(unknown.joined(separator: ", "))")
+            printError("kvwarm: no such template: \(unknown.joined(separator: ", ")); configured: \(parts.config.templates.map(\.name).joined(separator: ", "))")
             throw ExitCode(SysExit.usage.rawValue)
         }
         let targets = names.isEmpty ? parts.config.templates.map(\.name) : names

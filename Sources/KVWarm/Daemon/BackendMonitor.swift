@@ -76,7 +76,7 @@ public struct BackendMonitor: Service {
         case .skip: return true
         case .wentDown(let error):
             await identity.invalidate()
-            logger.warning("backend unavailable: \(error)", metadata: .stage(.backend, .backendUnavailable, [
+            logger.warning("backend \(parts.config.backend.address) unavailable: \(error)", metadata: .stage(.backend, .backendUnavailable, [
                 LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(error.reason),
             ]))
             return true

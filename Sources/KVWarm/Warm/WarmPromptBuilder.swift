@@ -18,10 +18,17 @@ public struct WarmPromptBuilder: Sendable {
 
     public init(client: LlamaClient) { self.client = client }
 
-    public enum Failure: Error, Sendable, Equatable {
+    public enum Failure: Error, Sendable, Equatable, CustomStringConvertible {
         case backend(BackendError)
         /// The server's chat template dropped or rewrote the message.
         case sentinelLost
+
+        public var description: String {
+            switch self {
+            case .backend(let e): e.description
+            case .sentinelLost: "the server's chat template dropped the message; use \"endpoint\": \"completion\""
+            }
+        }
     }
 
     /// The messages sent to `/apply-template` for `rendered` under `spec`.
