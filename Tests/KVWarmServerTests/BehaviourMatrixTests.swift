@@ -217,14 +217,16 @@ struct BehaviourMatrixTests {
         try ws.writeConfig(backend: server.backendURL, templates: [
             "f": ws.templates + "/f.txt", "early": ws.templates + "/early.txt",
         ])
-        // an orphan of kvwarm's naming, a leftover partial save, and a file kvwarm does not own
-        for name in ["gone-0123456789ab.bin", "f-aaaaaaaaaaaa.bin.partial", "operator-file.bin"] {
+        // an orphan of one of this config's templates, a leftover partial save, a file of kvwarm's
+        // naming for a template this config does not have (another kvwarm's), and an operator's file
+        for name in ["f-0123456789ab.bin", "f-aaaaaaaaaaaa.bin.partial", "gone-0123456789ab.bin", "operator-file.bin"] {
             FileManager.default.createFile(atPath: ws.slots + "/" + name, contents: Data("x".utf8))
         }
         let kv = try await startReady(ws)
         var files = Set(try FileManager.default.contentsOfDirectory(atPath: ws.slots))
-        #expect(!files.contains("gone-0123456789ab.bin"))
+        #expect(!files.contains("f-0123456789ab.bin"))
         #expect(!files.contains("f-aaaaaaaaaaaa.bin.partial"))
+        #expect(files.contains("gone-0123456789ab.bin"), "another instance's KV file stays")
         #expect(files.contains("operator-file.bin"))
         let before = try #require(files.first { $0.hasPrefix("f-") && $0.hasSuffix(".bin") })
         #expect(!files.contains { $0.hasSuffix(".partial") })
