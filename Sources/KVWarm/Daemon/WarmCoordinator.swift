@@ -186,7 +186,9 @@ public actor WarmCoordinator {
             dependencySink.yield(dependencies)
         }
         switch outcome.result {
-        case .warmed: problems[name] = nil
+        // a warm that could not be saved counts as failed: it is warm in memory only, and
+        // prefills again after the next restart (its record carries the save error)
+        case .warmed: problems[name] = outcome.record?.lastError
         case .templateFailed(let why): problems[name] = why  // the watcher brings it back when the file is fixed
         case .backendFailed(.cancelled), .removed: break
         case .backendFailed(let e): problems[name] = e.description

@@ -97,6 +97,21 @@ struct DaemonRig {
         await worker.value
     }
 
+    @Test func aWarmThatCouldNotBeSavedCountsAsFailedInReady() async throws {
+        let rig = try DaemonRig(templates: ["a": DaemonRig.text, "b": "Other. " + DaemonRig.text])
+        defer { rig.dir.remove() }
+        rig.transport.inject(.internalError, at: .post("/slots/*"), times: 1)
+        let startup = StartupSequence(coordinator: rig.coordinator, notifier: rig.notifier, gate: ReadinessGate(),
+                                      logger: DaemonRig.logger)
+        let worker = Task { await rig.coordinator.runWorker() }
+        try await startup.run()
+        let ready = await rig.notify.await("READY=1")
+        #expect(ready?.contains("STATUS=watching 2 templates (1 failed)") == true, "\(ready ?? "-")")
+        #expect(await rig.coordinator.problems.values.contains { $0.contains("KV save failed") })
+        worker.cancel()
+        await worker.value
+    }
+
     @Test func anUnavailableBackendWithPolicyFailExits69() async throws {
         let rig = try DaemonRig(templates: ["a": DaemonRig.text],
                                 startup: #"{ "backend_wait_seconds": 0, "on_unavailable": "fail" }"#)

@@ -74,10 +74,13 @@ func backendError<T>(_ op: () async throws(BackendError) -> T) async -> BackendE
             _ = try await client.models()
             _ = try await client.slots()
             _ = try await client.tokenize("hello")
+            _ = try await client.applyTemplate(messages: [(role: "user", content: "hello")])
             _ = try await client.complete(prompt: contractPrompt, slot: 0)
+            _ = try await client.saveSlot(0, fileName: "key-0123456789ab.bin")
+            try await client.restoreSlot(0, fileName: "key-0123456789ab.bin")
             #expect(await client.health() == nil)
             let log = Array(try await server.requests().dropFirst(before))
-            #expect(log.count == 6)
+            #expect(log.count == 9, "props, models, slots, tokenize, apply-template, completion, save, restore, health")
             for entry in log {
                 let headers = entry["headers"] as? [String: String] ?? [:]
                 let auth = headers.first { $0.key.lowercased() == "authorization" }?.value
