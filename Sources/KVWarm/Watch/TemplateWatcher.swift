@@ -292,7 +292,7 @@ public final class TemplateWatcher: Sendable {
     // MARK: - Logging
 
     func meta(_ id: MessageID, _ extra: Logger.Metadata) -> Logger.Metadata {
-        Logger.Metadata.stage(.watch, id).merging(extra) { $1 }
+        .stage(.watch, id, extra)
     }
 
     private func errorMetadata(_ error: TemplateWatcherError) -> Logger.Metadata {
