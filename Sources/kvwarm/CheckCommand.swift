@@ -29,7 +29,7 @@ struct CheckCommand: AsyncParsableCommand {
         for t in c.templates {
             let state: String
             switch loader.load(t) {
-            case .success(let s): state = "ok, \(s.text.utf8.count) bytes, \(s.includes.count) includes, digest \(s.digest.prefix(12))"
+            case .success(let s): state = "ok, \(s.text.utf8.count) bytes, \(Counted.of(s.includes.count, "include")), digest \(s.digest.prefix(12))"
             case .failure(let p): state = "PROBLEM: \(p)"
             }
             print("  \(t.name)  \(t.path)  [\(t.endpoint.rawValue), \(t.role.rawValue)]  \(state)")

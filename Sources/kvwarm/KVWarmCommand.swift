@@ -33,8 +33,7 @@ struct ConfigOptions: ParsableArguments {
         do {
             return try KVWarmDaemon.loadParts(configPath: path, environment: environment, scheduler: SlotScheduler())
         } catch {
-            printError("kvwarm: invalid configuration: \(error)")
-            throw ExitCode(SysExit.config.rawValue)
+            throw configFailure(error)
         }
     }
 
@@ -43,9 +42,19 @@ struct ConfigOptions: ParsableArguments {
         do {
             return try ConfigLoader(environment: environment).load(path: path)
         } catch {
-            printError("kvwarm: invalid configuration: \(error)")
-            throw ExitCode(SysExit.config.rawValue)
+            throw configFailure(error)
         }
+    }
+
+    /// Prints `error` (and, when the file does not exist, where the path came from and how to
+    /// choose another) and returns exit 78.
+    private func configFailure(_ error: any Error) -> ExitCode {
+        printError("kvwarm: invalid configuration: \(error)")
+        if access(path, F_OK) != 0 {
+            let from = config != nil ? "--config" : environment["KVWARM_CONFIG"] != nil ? "$KVWARM_CONFIG" : "the default"
+            printError("hint: \(path) (\(from)) does not exist; pass --config FILE or set KVWARM_CONFIG")
+        }
+        return ExitCode(SysExit.config.rawValue)
     }
 }
 

@@ -48,14 +48,14 @@ struct StatusCommand: AsyncParsableCommand {
                 if let r {
                     o["digest"] = r.digest ?? NSNull()
                     o["kv_file"] = r.kvFile ?? NSNull()
-                    o["tokens"] = r.promptTokens ?? NSNull()
+                    o["prompt_tokens"] = r.promptTokens ?? NSNull()
+                    o["processed_tokens"] = r.processedTokens ?? NSNull()
+                    o["cached_tokens"] = r.cachedTokens ?? NSNull()
                     o["mode"] = r.mode?.rawValue ?? NSNull()
-                    o["prompt_n"] = r.processedTokens ?? NSNull()
-                    o["cache_n"] = r.cachedTokens ?? NSNull()
-                    o["warm_ms"] = r.warmMS ?? NSNull()
+                    o["warm_ms"] = r.warmMS.map { Int($0.rounded()) } ?? NSNull()
                     o["warmed_at"] = r.warmedAt.map { iso.string(from: $0) } ?? NSNull()
                     o["last_error"] = r.lastError ?? NSNull()
-                    o["current_backend"] = fp.map { r.fingerprint == $0.digest } ?? NSNull()
+                    o["backend_match"] = fp.map { r.fingerprint == $0.digest ? "same" : "changed" } ?? "unknown"
                 }
                 templates.append(o)
             }
@@ -70,7 +70,7 @@ struct StatusCommand: AsyncParsableCommand {
                 "restore_ineffective": fp.map { state.restoreIneffective.contains($0.digest) } ?? false,
                 "templates": templates,
             ]
-            let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
+            let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             print(String(decoding: data, as: UTF8.self))
             if exit != 0 { throw ExitCode(exit) }
             return

@@ -157,7 +157,7 @@ struct BehaviourMatrixTests {
         try ws.writeConfig(backend: server.backendURL, backendExtra: ["api_key_file": ws.dir.file("api_key")],
                            templates: ["k": ws.templates + "/k.txt"])
         let kv = try await startReady(ws)
-        #expect(kv.notifyMessages.contains { $0.contains("watching 1 templates (0 failed)") })
+        #expect(kv.notifyMessages.contains { $0.contains("watching 1 template (0 failed)") })
         let hit = try await server.chat(filled(text, "Hello?"))
         #expect(hit.cached > 0)
         #expect(kv.stop() == 0)

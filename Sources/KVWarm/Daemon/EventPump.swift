@@ -38,7 +38,7 @@ public struct EventPump<C: Clock>: Service where C.Duration == Duration {
         await withTaskCancellationHandler {
             for await name in debouncer.debounceEvents(names) {
                 logger.debug("quiet period over", metadata: .stage(.debounce, .debounceFired, template: name))
-                await coordinator.enqueue([name])
+                await coordinator.enqueue([name], announce: true)
             }
         } onCancel: {
             feed.cancel()

@@ -98,7 +98,7 @@ public struct KVWarmDaemon: Sendable {
         let keep = Set(state.templates.values.compactMap(\.kvFile))
         let removed = parts.persister.sweepOrphans(keep: keep, templates: owned)
         if !removed.isEmpty {
-            logger.info("removed \(removed.count) orphaned KV files", metadata: .stage(.persist, .persisted, [
+            logger.info("removed \(Counted.of(removed.count, "orphaned KV file"))", metadata: .stage(.persist, .persisted, [
                 "FILES": .string(removed.joined(separator: ",")),
             ]))
         }

@@ -79,7 +79,7 @@ public struct ReloadService: Service {
                              LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string("bad_config"),
                          ]))
             let total = await coordinator.parts.config.templates.count
-            notifier.ready(status: "watching \(total) templates; last reload rejected: \(error)")
+            notifier.ready(status: "watching \(Counted.of(total, "template")); last reload rejected: \(error)")
             return
         }
         let changed = await coordinator.replace(parts: parts)
@@ -87,11 +87,11 @@ public struct ReloadService: Service {
         await coordinator.drained()
         let total = parts.config.templates.count
         let failed = await coordinator.problems.count
-        logger.notice("reloaded: \(total) templates, \(changed.count) new or changed",
+        logger.notice("reloaded: \(Counted.of(total, "template")), \(changed.count) new or changed",
                       metadata: .stage(.reload, .reloadDone, [
                           LogField.outcome: .string(Outcome.ok.rawValue),
                       ]))
-        notifier.ready(status: "watching \(total) templates (\(failed) failed)")
+        notifier.ready(status: "watching \(Counted.of(total, "template")) (\(failed) failed)")
     }
 }
 

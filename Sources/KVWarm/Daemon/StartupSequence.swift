@@ -30,7 +30,7 @@ public struct StartupSequence: Service {
         let client = await coordinator.parts.client
         let total = config.templates.count
         let started = ContinuousClock.now
-        logger.info("starting: \(total) templates, backend \(config.backend.address)",
+        logger.info("starting: \(Counted.of(total, "template")), backend \(config.backend.address)",
                     metadata: .stage(.startup, .startupBegin))
         for n in config.notices {
             logger.notice("\(n)", metadata: .stage(.startup, .startupBegin))
@@ -111,7 +111,7 @@ public struct StartupSequence: Service {
         }
         if Task.isCancelled { return }
         let failed = await coordinator.problems.count
-        let status = "watching \(total) templates (\(failed) failed)"
+        let status = "watching \(Counted.of(total, "template")) (\(failed) failed)"
         logger.notice("ready: \(status) after \(Int(started.duration(to: .now).milliseconds)) ms",
                       metadata: .stage(.startup, .startupReady, [
                           LogField.outcome: .string(failed == 0 ? Outcome.ok.rawValue : Outcome.failed.rawValue),

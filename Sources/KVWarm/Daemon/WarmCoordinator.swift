@@ -30,6 +30,8 @@ public actor WarmCoordinator {
     /// Every change of the template → files map, newest only; starts with the configured paths.
     public nonisolated let dependencyChanges: AsyncStream<[String: Set<String>]>
     private var onProgress: (@Sendable (String, PassResult) -> Void)?
+    /// The queue when the worker was told to stop (named when the pass in flight is cut short).
+    private var waitingAtStop: [String] = []
 
     public init(parts: PipelineParts, identity: BackendIdentity, writer: StateWriter, logger: Logger,
                 backoff: Backoff = Backoff(),
@@ -49,10 +51,12 @@ public actor WarmCoordinator {
     public func setProgressObserver(_ observer: (@Sendable (String, PassResult) -> Void)?) { onProgress = observer }
 
     /// Queues templates for a pass (names not configured are ignored).
-    public func enqueue<S: Sequence>(_ names: S) where S.Element == String {
+    /// - Parameter announce: log "queued behind" for each name that now waits for another pass
+    ///   (file events; startup, reload and backend restarts queue everything and say so once).
+    public func enqueue<S: Sequence>(_ names: S, announce: Bool = false) where S.Element == String {
         let before = Set(machine.queue)
         perform(machine.enqueue(names.filter { parts.config.template(named: $0) != nil }))
-        guard let current = machine.inFlight, let since = inFlightSince else { return }
+        guard announce, let current = machine.inFlight, let since = inFlightSince else { return }
         for n in machine.queue where !before.contains(n) {
             log.queued(n, behind: current, for: since.duration(to: .now))
         }
@@ -75,6 +79,7 @@ public actor WarmCoordinator {
         await withTaskCancellationHandler {
             for await _ in cancelled {}
         } onCancel: { cancel.finish() }
+        waitingAtStop = machine.queue
         perform(machine.stop())
         let last = inFlightTask
         await last?.value
@@ -185,13 +190,19 @@ public actor WarmCoordinator {
             dependencies[name] = outcome.dependencies
             dependencySink.yield(dependencies)
         }
+        let previousProblem = problems[name]
         switch outcome.result {
         // a warm that could not be saved counts as failed: it is warm in memory only, and
         // prefills again after the next restart (its record carries the save error)
         case .warmed: problems[name] = outcome.record?.lastError
         case .templateFailed(let why): problems[name] = why  // the watcher brings it back when the file is fixed
-        case .backendFailed(.cancelled), .removed: break
+        case .backendFailed(.cancelled):
+            if machine.stopped { log.cutShort(name, waiting: waitingAtStop) }
+        case .removed: break
         case .backendFailed(let e): problems[name] = e.description
+        }
+        if let previousProblem, case .warmed = outcome.result, problems[name] == nil {
+            log.recovered(name, after: previousProblem)
         }
         let actions = machine.passEnded(name, outcome.result, random: Double.random(in: 0...1))
         onProgress?(name, outcome.result)

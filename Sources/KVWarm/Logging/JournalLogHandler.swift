@@ -200,7 +200,7 @@ public struct JournalLogHandler: LogHandler {
         let record = LogRecord(event: event, handlerMetadata: metadata, provider: metadataProvider)
         let result = sink.send(record.journalFields.map { ($0.0, Array($0.1.utf8)) })
         if result < 0, let fallback {
-            fallback.writeLine(TextLogHandler.format(record) + " journal_errno=\(-result)")
+            fallback.writeLine(TextLogHandler.format(record, time: TextLogHandler.localTime(), allFields: true) + " journal_errno=\(-result)")
         }
     }
 }

@@ -31,7 +31,7 @@ public enum Stage: String, Sendable, CaseIterable {
 
 /// What became of a stage's work, as written in the `OUTCOME` field.
 public enum Outcome: String, Sendable {
-    case ok, unchanged, failed, ineffective
+    case ok, changed, unchanged, failed, ineffective
 }
 
 /// How a template was warmed, as written in the `MODE` field.

@@ -17,7 +17,11 @@ public final class StageLog: Sendable {
 
     /// `name` was queued while `current`'s pass has run for `elapsed`.
     public func queued(_ name: String, behind current: String, for elapsed: Duration) {
-        logger.info("queued behind \(current) (warming for \(Int(elapsed.milliseconds / 1000)) s)",
+        let seconds = Int(elapsed.milliseconds / 1000)
+        let message = current == name
+            ? "changed while its warm runs (\(seconds) s so far): warms again after it"
+            : "queued behind \(current) (warming for \(seconds) s)"
+        logger.info("\(message)",
                     metadata: .stage(.warm, .warmQueued, template: name, ["BEHIND": .string(current)]))
     }
 
@@ -29,9 +33,27 @@ public final class StageLog: Sendable {
         ]))
     }
 
+    /// `name` is warm again after its last pass had failed with `problem`. The record has no
+    /// `OUTCOME`, so counting `STAGE=warm OUTCOME=ok` still counts warms.
+    public func recovered(_ name: String, after problem: String) {
+        logger.notice("warm again; the earlier failure is resolved (\(problem))",
+                      metadata: .stage(.warm, .warmDone, template: name, [LogField.reason: .string("recovered")]))
+    }
+
+    /// Shutdown cut the pass of `name` short; `waiting` were queued and never started.
+    public func cutShort(_ name: String, waiting: [String]) {
+        var message = "stopping: the warm of \(name) was cut short; it warms at the next start"
+        if !waiting.isEmpty { message += "; not started: \(waiting.joined(separator: ", "))" }
+        logger.notice("\(message)", metadata: .stage(.shutdown, .shutdown, template: name, [
+            LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string("cancelled"),
+        ]))
+    }
+
     /// A retry of `name` is scheduled after `delay`.
     public func retrying(_ name: String, reason: String, after delay: Duration, attempt: Int) {
-        logger.info("retrying after backoff", metadata: .stage(.warm, .warmFailed, template: name, [
+        let ms = Int(delay.milliseconds)
+        let after = ms < 1000 ? "\(ms) ms" : "\(ms / 1000).\(ms % 1000 / 100) s"
+        logger.info("retrying in \(after) (attempt \(attempt)): \(reason)", metadata: .stage(.warm, .warmFailed, template: name, [
             LogField.reason: .string(reason),
             "RETRY_IN_MS": .stringConvertible(Int(delay.milliseconds)), "ATTEMPT": .stringConvertible(attempt),
         ]))
@@ -55,8 +77,11 @@ public final class StageLog: Sendable {
                 LogField.digest: .string(String(digest.prefix(12))), LogField.mode: .string(plan.mode.rawValue),
             ]
             if case .prefill(let why) = plan { extra[LogField.reason] = .string(why) }
-            logger.info("\(unchanged ? "content unchanged" : "content differs"): \(plan.mode.rawValue)",
-                        metadata: fields(.hash, .hashCompared, name, unchanged ? .unchanged : .ok, extra))
+            let message = switch plan {
+            case .restore(let file): "content unchanged: restoring \(file)"
+            case .prefill(let why): unchanged ? "content unchanged, but \(why): prefilling" : "\(why): prefilling"
+            }
+            logger.info("\(message)", metadata: fields(.hash, .hashCompared, name, unchanged ? .unchanged : .changed, extra))
         case .sentinelLost(let why):
             logger.error("\(why)", metadata: fields(.render, .renderFailed, name, .failed, [
                 LogField.reason: .string("sentinel_lost"),
@@ -86,7 +111,7 @@ public final class StageLog: Sendable {
                 extra[LogField.reason] = .string("restore_refused")
                 extra[LogField.hint] = .string("restore refused (\(why)); prefilled instead")
             }
-            logger.info("warm \(report.mode.rawValue): \(report.cachedTokens)/\(report.promptTokens) tokens cached in \(Int(report.durationMS)) ms",
+            logger.info("warmed by \(report.mode.rawValue) in \(Int(report.durationMS)) ms: \(report.cachedTokens) of \(report.promptTokens) tokens came from cache (slot \(report.slot))",
                         metadata: fields(.warm, .warmDone, name, .ok, extra))
         case .fewTokens(let n):
             logger.warning("only \(n) tokens precede <{message}>: warming saves little",
@@ -95,7 +120,7 @@ public final class StageLog: Sendable {
                                LogField.hint: .string("move <{message}> towards the end of the template"),
                            ]))
         case .persisted(let saved):
-            logger.info("saved \(saved.tokens) tokens to \(saved.fileName)", metadata: fields(.persist, .persisted, name, .ok, [
+            logger.info("saved \(saved.tokens) tokens to \(saved.fileName) in \(Int(saved.durationMS.rounded())) ms", metadata: fields(.persist, .persisted, name, .ok, [
                 LogField.kvFile: .string(saved.fileName), LogField.promptTokens: .stringConvertible(saved.tokens),
                 LogField.durationMS: .stringConvertible(Int(saved.durationMS.rounded())),
             ]))
@@ -108,6 +133,7 @@ public final class StageLog: Sendable {
         case .backendFailed(let stage, let error):
             let id: MessageID = error == .unauthorized ? .credentialRejected : .warmFailed
             var meta = fields(stage, id, name, .failed, [LogField.reason: .string(error.reason)])
+            let message = "warm failed at \(stage.rawValue): \(error)"
             if error == .unauthorized {
                 meta[LogField.hint] = .string("set backend.api_key_file to the key llama-server was started with (--api-key)")
                 let first = credentialReported.withLock { reported in
@@ -115,12 +141,12 @@ public final class StageLog: Sendable {
                     return !reported
                 }
                 if first {
-                    logger.error("\(error)", metadata: meta)
+                    logger.error("\(message)", metadata: meta)
                 } else {
-                    logger.debug("\(error)", metadata: meta)
+                    logger.debug("\(message)", metadata: meta)
                 }
             } else {
-                logger.error("\(error)", metadata: meta)
+                logger.error("\(message)", metadata: meta)
             }
         }
     }

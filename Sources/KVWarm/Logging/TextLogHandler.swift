@@ -1,16 +1,19 @@
+import Glibc
 import Logging
 
-/// A swift-log handler that writes one readable line per record, for terminals and plain stderr.
+/// A swift-log handler that writes one line per record for a person at a terminal.
 ///
-/// Layout: `LEVEL STAGE TEMPLATE message KEY=value ...`
-/// - `LEVEL` is upper case (`INFO`, `WARNING`); `STAGE` and `TEMPLATE` come from metadata and are
-///   `-` when absent;
+/// Layout: `HH:MM:SS.mmm LEVEL TEMPLATE: message (hint: …)`
+/// - the time is local wall-clock time with milliseconds; the level is padded to 6 columns
+///   (`INFO  `, `NOTICE`, `WARN  `, `ERROR `, `CRIT  `, `DEBUG `, `TRACE `);
+/// - `TEMPLATE: ` is present only when the record names a template;
 /// - the message follows, with newlines and other control characters escaped (`\n`), so every
-///   record is exactly one line;
-/// - the remaining metadata follows as `KEY=value`, keys named as in the journal, sorted; a value that
-///   is empty or contains spaces, quotes, `=`, `\` or control characters is written as a quoted,
-///   escaped string (`REASON="file not found"`). `MESSAGE_ID` is left out to keep lines short; the
-///   journal and JSON formats carry it.
+///   record is exactly one line; then `HINT` as `(hint: …)` and an attached error as `(error: …)`.
+///
+/// At `debug` or `trace` level every other field follows as `KEY=value` (journal names, sorted;
+/// values that are empty or contain spaces, quotes, `=`, `\` or control characters quoted and
+/// escaped), so a debug run shows what the journal and JSON formats always carry. `MESSAGE_ID`
+/// is never printed.
 public struct TextLogHandler: LogHandler {
     /// The logger label (not printed).
     public let label: String
@@ -18,18 +21,22 @@ public struct TextLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var metadataProvider: Logger.MetadataProvider?
     private let output: any LogOutput
+    private let clock: @Sendable () -> String
 
     /// Creates a handler writing to `output` (standard error by default).
+    /// - Parameter clock: produces the line's time; tests inject a fixed one.
     public init(
         label: String,
         level: Logger.Level = .info,
         output: any LogOutput = StandardErrorOutput.shared,
-        metadataProvider: Logger.MetadataProvider? = nil
+        metadataProvider: Logger.MetadataProvider? = nil,
+        clock: @escaping @Sendable () -> String = TextLogHandler.localTime
     ) {
         self.label = label
         self.logLevel = level
         self.output = output
         self.metadataProvider = metadataProvider
+        self.clock = clock
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -39,23 +46,56 @@ public struct TextLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         let record = LogRecord(event: event, handlerMetadata: metadata, provider: metadataProvider)
-        output.writeLine(Self.format(record))
+        output.writeLine(Self.format(record, time: clock(), allFields: logLevel <= .debug))
+    }
+
+    /// The current local time as `HH:MM:SS.mmm`.
+    @Sendable public static func localTime() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        var t = ts.tv_sec
+        var tm = Glibc.tm()
+        localtime_r(&t, &tm)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        let ms = Int(ts.tv_nsec) / 1_000_000
+        let msText = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
+        return "\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec)).\(msText)"
+    }
+
+    /// The level as printed: at most 6 characters, padded.
+    static func levelName(_ level: Logger.Level) -> String {
+        switch level {
+        case .trace: "TRACE "
+        case .debug: "DEBUG "
+        case .info: "INFO  "
+        case .notice: "NOTICE"
+        case .warning: "WARN  "
+        case .error: "ERROR "
+        case .critical: "CRIT  "
+        }
     }
 
     /// Formats one record as a line (without the trailing newline).
-    static func format(_ record: LogRecord) -> String {
-        var stage = "-"
-        var template = "-"
+    /// - Parameter allFields: also print every field other than the template, hint and error.
+    static func format(_ record: LogRecord, time: String, allFields: Bool) -> String {
+        var template: String?
+        var hint: String?
+        var error: String?
         var rest: [String] = []
         for (name, value) in record.metadata {
             switch name {
-            case LogField.stage: stage = quoted(value)
-            case LogField.template: template = quoted(value)
+            case LogField.template: template = value
+            case LogField.hint: hint = value
+            case LogField.error: error = value
             case LogField.messageID: continue
-            default: rest.append("\(name)=\(quoted(value))")
+            default: if allFields { rest.append("\(name)=\(quoted(value))") }
             }
         }
-        var line = "\(record.level.displayName) \(stage) \(template) \(escaped(record.message))"
+        var line = "\(time) \(levelName(record.level)) "
+        if let template { line += escaped(template) + ": " }
+        line += escaped(record.message)
+        if let hint { line += " (hint: \(escaped(hint)))" }
+        if let error { line += " (error: \(escaped(error)))" }
         if !rest.isEmpty { line += " " + rest.joined(separator: " ") }
         return line
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 import Testing
 @testable import KVWarm
@@ -104,6 +105,8 @@ final class VirtualSleeper: Sendable {
         let identity: BackendIdentity
         let coordinator: WarmCoordinator
         let progress: AsyncStream<(String, PassResult)>
+        /// The coordinator's records at info level and above, as text lines.
+        let logs = RecordingOutput()
 
         init(_ templates: [String]) async throws {
             box = try PassSandbox()
@@ -115,7 +118,8 @@ final class VirtualSleeper: Sendable {
             writer = StateWriter(store: store, state: WarmState(), logger: quietLogger)
             identity = BackendIdentity(scheduler: scheduler, writer: writer, logger: quietLogger)
             coordinator = WarmCoordinator(parts: PipelineParts(config: config, transport: t, scheduler: scheduler),
-                                          identity: identity, writer: writer, logger: quietLogger,
+                                          identity: identity, writer: writer,
+                                          logger: Logger(label: "c") { [logs] in TextLogHandler(label: $0, output: logs, clock: { "T" }) },
                                           sleep: sleeper.sleep)
             let (stream, sink) = AsyncStream<(String, PassResult)>.makeStream()
             progress = stream
@@ -366,8 +370,12 @@ final class VirtualSleeper: Sendable {
         env.t.inject(.hold(gate), at: .post("/completion"), times: 1)
         await env.coordinator.enqueue(["beta"])
         await gate.waitForArrivals(1)
+        await env.coordinator.enqueue(["alpha"])
         worker.cancel()
         await worker.value
+        #expect(env.logs.lines.contains(
+            "T NOTICE beta: stopping: the warm of beta was cut short; it warms at the next start; not started: alpha"),
+            "\(env.logs.lines)")
 
         let ended = await next(1, &events)
         #expect(ended.first?.0 == "beta")

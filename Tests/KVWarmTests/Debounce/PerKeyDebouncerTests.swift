@@ -140,8 +140,14 @@ final class ObservedInput: AsyncSequence, Sendable {
         }
         #expect(clock.sleeperDeadlines == [at(300)], "capped at first event + maxWait")
         clock.advance(by: .milliseconds(50))           // t=300
+        // bounded: if nothing fires at t=300, the watchdog moves virtual time past every
+        // deadline after 10 s of real time, the key fires late and the elapsed check fails
+        let watchdog = Task { [clock] in
+            if (try? await Task.sleep(for: .seconds(10))) != nil { clock.advance(by: .seconds(1)) }
+        }
         #expect(await out.next() == "a")
-        #expect(clock.elapsed == .milliseconds(300))
+        watchdog.cancel()
+        #expect(clock.elapsed == .milliseconds(300), "fired at maxWait, not when the quiet period ended")
         input.finish()
         #expect(await out.next() == nil, "exactly one firing")
     }

@@ -62,14 +62,17 @@ import Testing
     @Test func readyAfterWarmThenReloadAddsATemplate() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let (fake, port) = try Self.startFake(["--slot-save-path", dir.file("slots"), "--prefill-ms-per-token", "2"], dir: dir)
+        // ~5 ms per token: each warm takes about 2 s, far longer than noticing READY takes
+        let (fake, port) = try Self.startFake(["--slot-save-path", dir.file("slots"), "--prefill-ms-per-token", "5"], dir: dir)
         defer { fake.stopBounded() }
         try FileManager.default.createDirectory(atPath: dir.file("slots"), withIntermediateDirectories: true)
         let text = String(repeating: "Review the code and explain each finding. ", count: 40) + "<{message}>"
         let config = try Self.writeConfig(dir, port: port, templates: ["a": text])
         let kv = try KVWarmProcess(arguments: ["run", "--config", config, "--log-format", "json"], directory: dir.path)
         let ready = try await kv.awaitNotify("READY=1", timeout: .seconds(60))
-        #expect(ready.contains("STATUS=watching 1 templates (0 failed)"))
+        // READY came after the warm: when it arrives, the server has already answered a's save
+        #expect(try await Self.answeredSaves(port).contains("a-"), "READY before the startup warm was saved")
+        #expect(ready.contains("STATUS=watching 1 template (0 failed)"))
         try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "a", "OUTCOME": "ok"], timeout: .seconds(10))
 
         // add a template to the config, then SIGHUP
@@ -83,6 +86,7 @@ import Testing
         let readyAgain = try await kv.wait("READY after reload", timeout: .seconds(30)) {
             kv.notifyMessages.dropFirst(mark).first { $0.contains("READY=1") }
         }
+        #expect(try await Self.answeredSaves(port).contains("b-"), "READY before the reload's warm of b was saved")
         #expect(readyAgain.contains("watching 2 templates"))
         // logs travel on stderr, notifications on the socket: await the record, do not assume its order
         try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "b", "OUTCOME": "ok"], timeout: .seconds(10))
@@ -99,6 +103,14 @@ import Testing
         #expect(why["MESSAGE"]?.contains("syntax error") == true)
         #expect(kv.process.isRunning)
         #expect(kv.stop() == 0)
+    }
+
+    /// The file names of the slot saves the fake server has answered so far, joined by spaces.
+    static func answeredSaves(_ port: Int) async throws -> String {
+        let out = try await ProcessRunner.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(port)/__requests?path=/slots"])
+        let log = try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [[String: Any]] ?? []
+        return log.filter { $0["t_done"] != nil && ($0["path"] as? String)?.contains("action=save") == true }
+            .compactMap { ($0["body"] as? [String: Any])?["filename"] as? String }.joined(separator: " ")
     }
 
     // SIGTERM in the middle of a warm: HostileSignalTests.sigtermDuringThirtySecondWarmExitsWithinTwoSeconds
@@ -172,6 +184,8 @@ import Testing
             let warm = try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "t", "OUTCOME": "ok"],
                                                 after: mark, timeout: .seconds(10))
             #expect(warm["MODE"] != nil, "\(reason): the template is warm again")
+            let notice = try await kv.awaitRecord(["TEMPLATE": "t", "REASON": "recovered"], after: mark, timeout: .seconds(10))
+            #expect(notice["MESSAGE"]?.contains("does not exist") == true, "names the failure it got over: \(notice)")
         }
         let status = try await ProcessRunner.run(KVWarmProcess.binary, ["status", "--config", config, "--json"])
         #expect(!status.stdout.contains("does not exist"), "the failure is cleared: \(status.stdout)")
@@ -228,6 +242,7 @@ import Testing
         let queued = kv.logRecords.dropFirst(mark).filter { $0["MESSAGE_ID"] == "263d36d652814daca91f9239e13fdc79" }
         #expect(queued.count == 1, "the follow-up says once that it waits: \(queued)")
         #expect(queued.first?["BEHIND"] == "t")
+        #expect(queued.first?["MESSAGE"]?.contains("changed while its warm runs") == true, "\(queued)")
         #expect(kv.stop() == 0)
     }
 

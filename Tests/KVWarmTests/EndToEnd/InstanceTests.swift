@@ -34,6 +34,14 @@ import Testing
         #expect(daemon?["running"] as? Bool == true)
         #expect(daemon?["pid"] as? Int == Int(kv.process.processIdentifier))
         #expect(Self.states(json) == ["t": "warm"])
+        // the JSON is for scripts: plain paths, whole milliseconds, one name per figure
+        let raw = try await ProcessRunner.run(KVWarmProcess.binary, ["status", "--config", config, "--json"]).stdout
+        #expect(!raw.contains(#"\/"#), "slashes are not escaped: \(raw)")
+        let row = try #require((json["templates"] as? [[String: Any]])?.first)
+        #expect(row["warm_ms"] is Int && !(raw.split(separator: "\n").first { $0.contains("warm_ms") } ?? "").contains("."))
+        #expect(Set(row.keys).isSuperset(of: ["prompt_tokens", "processed_tokens", "cached_tokens"]))
+        #expect(row["tokens"] == nil && row["prompt_n"] == nil && row["cache_n"] == nil)
+        #expect(row["backend_match"] as? String == "same")
 
         let second = try await ProcessRunner.run(KVWarmProcess.binary, ["run", "--config", config, "--log-format", "text"])
         #expect(second.status == 75, "\(second.stderr)")
@@ -49,6 +57,14 @@ import Testing
         #expect(after == 3, "not running")
         #expect((afterJSON["daemon"] as? [String: Any])?["running"] as? Bool == false)
         #expect(Self.states(afterJSON) == ["t": "pending"], "the warmed digest is not the file's")
+        fake.stopBounded()
+        let (_, down) = try await Self.status(config)
+        let downRow = (down["templates"] as? [[String: Any]])?.first
+        #expect(downRow?["backend_match"] as? String == "unknown", "backend down: cannot tell, and says so")
+
+        let missing = try await ProcessRunner.run(KVWarmProcess.binary, ["status", "--config", dir.file("nope.json")])
+        #expect(missing.status == 78)
+        #expect(missing.stderr.contains("pass --config FILE or set KVWARM_CONFIG"), "\(missing.stderr)")
     }
 
     @Test func twoInstancesSharingASlotDirectoryKeepEachOthersKVFiles() async throws {
@@ -60,7 +76,7 @@ import Testing
         let first = try D.writeConfig(dir, port: port, templates: ["alpha": text])
         let a = try KVWarmProcess(arguments: ["run", "--config", first, "--log-format", "json"], directory: dir.path)
         try await a.awaitNotify("READY=1", timeout: .seconds(60))
-        #expect(a.stop() == 0)
+        #expect(a.stop() == 0, "\(a.stderrLines.suffix(8))")
         let alphaFiles = try FileManager.default.contentsOfDirectory(atPath: dir.file("slots")).filter { $0.hasPrefix("alpha-") }
         #expect(alphaFiles.count == 1)
 

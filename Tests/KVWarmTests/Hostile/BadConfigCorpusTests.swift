@@ -91,7 +91,7 @@ import Testing
                 kv.notifyMessages.dropFirst(mark).first { $0.contains("READY=1") }
             }
             #expect(ready.contains("last reload rejected"), "\(c.name): \(ready)")
-            #expect(ready.contains("watching 1 templates"), "\(c.name): \(ready)")
+            #expect(ready.contains("watching 1 template"), "\(c.name): \(ready)")
             let rec = try await kv.awaitRecord(["STAGE": "reload", "OUTCOME": "failed"], after: recMark,
                                                timeout: .seconds(10))
             #expect(rec["REASON"] == "bad_config", "\(c.name): \(rec)")

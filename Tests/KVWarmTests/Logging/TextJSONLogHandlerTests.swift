@@ -4,35 +4,49 @@ import Testing
 @testable import KVWarm
 
 @Suite struct TextLogHandlerTests {
-    private func logger(_ out: RecordingOutput) -> Logger {
-        Logger(label: "t") { TextLogHandler(label: $0, level: .trace, output: out) }
+    private func logger(_ out: RecordingOutput, level: Logger.Level = .info) -> Logger {
+        Logger(label: "t") { TextLogHandler(label: $0, level: level, output: out, clock: { "12:00:00.000" }) }
     }
 
-    @Test func lineHasLevelStageTemplateMessageAndFields() {
+    @Test func lineHasTimeLevelTemplateAndTheSentenceOnly() {
         let out = RecordingOutput()
         var meta = Logger.Metadata.stage(.warm, .warmDone, template: "chat.jinja")
         meta[LogField.durationMS] = "42"
         meta[LogField.outcome] = "ok"
         logger(out).info("warmed", metadata: meta)
-        #expect(out.lines == ["INFO warm chat.jinja warmed DURATION_MS=42 OUTCOME=ok"])
+        #expect(out.lines == ["12:00:00.000 INFO   chat.jinja: warmed"])
     }
 
-    @Test func missingStageAndTemplateAreDashes() {
+    @Test func hintAndErrorAreKeptAndLevelsAreAligned() {
         let out = RecordingOutput()
-        logger(out).warning("backend down")
-        #expect(out.lines == ["WARNING - - backend down"])
+        logger(out).warning("restore did not take", metadata: [
+            LogField.template: "a", LogField.hint: "serve with --swa-full", LogField.reason: "restore_ineffective",
+        ])
+        logger(out).critical("stopped")
+        logger(out).notice("ready")
+        #expect(out.lines == [
+            "12:00:00.000 WARN   a: restore did not take (hint: serve with --swa-full)",
+            "12:00:00.000 CRIT   stopped",
+            "12:00:00.000 NOTICE ready",
+        ])
     }
 
-    @Test func valuesWithSpacesAreQuotedAndNewlinesEscaped() {
+    @Test func debugLevelAddsEveryFieldQuotedAndNewlinesEscaped() {
         let out = RecordingOutput()
-        logger(out).error("two\nlines", metadata: [
-            LogField.stage: "render", LogField.reason: "file not found", LogField.hint: #"say "hi"\"#,
-            "path.name": "", "multi": "a\nb",
+        logger(out, level: .debug).error("two\nlines", metadata: [
+            LogField.stage: "render", LogField.reason: "file not found", LogField.hint: #"say "hi""#,
+            "path.name": "", "multi": "a\nb", LogField.messageID: "0123",
         ])
         #expect(out.lines == [
-            #"ERROR render - two\nlines HINT="say \"hi\"\\" MULTI="a\nb" PATH_NAME="" REASON="file not found""#,
+            #"12:00:00.000 ERROR  two\nlines (hint: say "hi") MULTI="a\nb" PATH_NAME="" REASON="file not found" STAGE=render"#,
         ])
         #expect(out.lines.allSatisfy { !$0.contains("\n") })
+    }
+
+    @Test func localTimeIsHoursMinutesSecondsMilliseconds() {
+        let t = TextLogHandler.localTime()
+        #expect(t.count == 12, "\(t)")
+        #expect(t.enumerated().allSatisfy { i, c in [2, 5].contains(i) ? c == ":" : i == 8 ? c == "." : c.isNumber })
     }
 
     @Test func stderrOutputWritesWholeLinesToFD() throws {
@@ -40,7 +54,7 @@ import Testing
         #expect(pipe(&fds) == 0)
         defer { close(fds[0]) }
         let out = StandardErrorOutput(fd: fds[1])
-        let logger = Logger(label: "t") { TextLogHandler(label: $0, output: out) }
+        let logger = Logger(label: "t") { TextLogHandler(label: $0, output: out, clock: { "T" }) }
         logger.info("one", metadata: [LogField.stage: "watch"])
         logger.notice("two")
         close(fds[1])
@@ -51,7 +65,7 @@ import Testing
             if n <= 0 { break }
             data += buffer[0..<n]
         }
-        #expect(String(decoding: data, as: UTF8.self) == "INFO watch - one\nNOTICE - - two\n")
+        #expect(String(decoding: data, as: UTF8.self) == "T INFO   one\nT NOTICE two\n")
     }
 }
 

@@ -343,8 +343,8 @@ final class GatedPlanner: Sendable {
         }
         if holding {
             heldSink.yield(set)
-            // Bounded, so a failing test cannot hang the run.
-            _ = gate.wait(timeout: .now() + .seconds(10))
+            // Bounded, so a failing test cannot hang the run; long enough for a loaded machine.
+            _ = gate.wait(timeout: .now() + .seconds(30))
         }
         return plan
     }
