@@ -306,6 +306,15 @@ private struct Reader {
                     }
                     spec.role = role
                 }
+                if spec.isRequest {
+                    // the request body says it all: messages carry their roles, and it is a chat request
+                    if let e = o["endpoint"], spec.endpoint != .chat {
+                        throw fail("\(key).endpoint", e, "a request template (.json) is a chat-completions body; it cannot use the completion endpoint")
+                    }
+                    if let r = o["role"] {
+                        throw fail("\(key).role", r, "a request template (.json) gives each message's role itself; remove \"role\"")
+                    }
+                }
             default:
                 throw fail(key, m.value, "expected a file path or an object with \"path\", got \(m.value.value.typeName)")
             }

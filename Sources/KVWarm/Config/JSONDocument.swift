@@ -41,6 +41,17 @@ public indirect enum JSONValue: Sendable, Equatable {
 public struct JSONNode: Sendable, Equatable {
     public var value: JSONValue
     public var line: Int
+    /// The value's bytes in the parsed input (for a string: from its opening to past its closing quote).
+    public var span: Range<Int> = 0..<0
+
+    public init(value: JSONValue, line: Int, span: Range<Int> = 0..<0) {
+        self.value = value
+        self.line = line
+        self.span = span
+    }
+
+    /// Equal values on equal lines; where they sit in the input does not matter.
+    public static func == (a: JSONNode, b: JSONNode) -> Bool { a.value == b.value && a.line == b.line }
 }
 
 /// A JSON syntax error with its position.
@@ -86,6 +97,13 @@ public struct JSONDocumentParser {
     }
 
     private mutating func parseValue(depth: Int) throws(JSONSyntaxError) -> JSONNode {
+        let start = index
+        var node = try parseBareValue(depth: depth)
+        node.span = start..<index
+        return node
+    }
+
+    private mutating func parseBareValue(depth: Int) throws(JSONSyntaxError) -> JSONNode {
         guard depth < 64 else { throw error("nesting deeper than 64 levels") }
         guard index < bytes.count else { throw error("unexpected end of input") }
         let startLine = line

@@ -22,6 +22,9 @@ public struct TemplateSpec: Sendable, Equatable, Codable {
     public var endpoint: TemplateEndpoint
     public var role: TemplateRole
 
+    /// Whether the file is a request template: an OpenAI chat-completions body (`.json`).
+    public var isRequest: Bool { path.hasSuffix(".json") }
+
     public init(name: String, path: String, endpoint: TemplateEndpoint = .chat, role: TemplateRole = .user) {
         self.name = name
         self.path = path

@@ -16,6 +16,10 @@ public enum StageEvent: Sendable, Equatable {
     case hashCompared(unchanged: Bool, digest: String, plan: WarmPlan)
     /// The server's chat template dropped the message sentinel.
     case sentinelLost(why: String)
+    /// The server refused to render a request template.
+    case renderRejected(why: String)
+    /// The files changed but the server renders the prompt that `kvFile` holds: restore it.
+    case samePrefix(kvFile: String)
     /// The render stage built the warm prompt.
     case rendered(promptChars: Int, hasPlaceholder: Bool)
     /// A restore's probe reused too little of the prompt, so the probe prefilled it.

@@ -107,17 +107,35 @@ private struct Run {
         let rendered = TemplateRenderer.render(snapshot)
         let prompt: String
         do {
-            prompt = try await p.builder.prefix(rendered, spec: spec)
+            if let request = snapshot.request {
+                prompt = try await p.builder.prefix(request)
+            } else {
+                prompt = try await p.builder.prefix(rendered, spec: spec)
+            }
         } catch {
             switch error {
             case .backend(let e): return backendFailed(.render, e)
             case .sentinelLost:
-                let why = "the server's chat template dropped the message; use \"endpoint\": \"completion\""
+                let why = snapshot.request == nil
+                    ? "the server's chat template dropped the message; use \"endpoint\": \"completion\""
+                    : "the server's rendering of the request does not hold <{message}> exactly once: its chat template drops or repeats the user's turn"
                 record(.sentinelLost(why: why))
+                return failed(.templateFailed(why), why)
+            case .rejected:
+                let why = error.description
+                record(.renderRejected(why: why))
                 return failed(.templateFailed(why), why)
             }
         }
-        record(.rendered(promptChars: prompt.count, hasPlaceholder: rendered.hasPlaceholder))
+        record(.rendered(promptChars: prompt.count, hasPlaceholder: snapshot.request != nil || rendered.hasPlaceholder))
+        let prefixDigest = PromptDigest.of(prompt)
+        if case .prefill(let why) = plan, why == WarmPlanner.contentChanged, let prev = previous,
+           prev.prefixDigest == prefixDigest, prev.fingerprint == fp.digest, let file = prev.kvFile,
+           !input.restoreIneffective.contains(fp.digest), p.persister.exists(file) != false {
+            // what changed is not in the prompt (decided from the server's rendering, not the file)
+            plan = .restore(kvFile: file)
+            record(.samePrefix(kvFile: file))
+        }
 
         // warm
         let report: WarmReport
@@ -147,6 +165,7 @@ private struct Run {
         rec.cachedTokens = report.cachedTokens
         rec.warmMS = report.durationMS
         rec.warmedAt = now()
+        rec.prefixDigest = prefixDigest
         rec.lastError = nil
         rec.lastErrorAt = nil
         if report.mode == .prefill {

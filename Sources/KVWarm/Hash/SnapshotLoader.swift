@@ -41,9 +41,26 @@ public struct SnapshotLoader: Sendable {
         case .failure(let p): return .failure(p)
         }
         if text.isEmpty { return .failure(.empty(path: spec.path)) }
+        guard spec.isRequest else {
+            return readIncludes(Self.includeReferences(in: text), of: spec).map {
+                TemplateSnapshot(spec: spec, text: text, includes: $0)
+            }
+        }
+        let parsed: RequestTemplate.Parsed
+        do { parsed = try RequestTemplate.parse(text) } catch {
+            return .failure(.requestInvalid(path: spec.path, problem: error))
+        }
+        return readIncludes(parsed.includeReferences, of: spec).map { includes in
+            let request = parsed.expanded(includes: Dictionary(includes.map { ($0.reference, $0.content) }) { a, _ in a })
+            return TemplateSnapshot(spec: spec, text: request.body, includes: includes, request: request)
+        }
+    }
+
+    /// Reads the includes `refs` of `spec`, each confined to the include roots.
+    private func readIncludes(_ refs: [String], of spec: TemplateSpec) -> Result<[TemplateSnapshot.Include], TemplateProblem> {
         let dir = (spec.path as NSString).deletingLastPathComponent
         var includes: [TemplateSnapshot.Include] = []
-        for ref in Self.includeReferences(in: text) {
+        for ref in refs {
             let lexical = ref.hasPrefix("/") ? ref : dir + "/" + ref
             let path = LexicalPath.normalize(lexical)
             guard let real = FileProbe.realpath(path) else {
@@ -62,7 +79,7 @@ public struct SnapshotLoader: Sendable {
             case .failure(let p): return .failure(.includeUnreadable(reference: ref, reason: p.description))
             }
         }
-        return .success(TemplateSnapshot(spec: spec, text: text, includes: includes))
+        return .success(includes)
     }
 
     /// The files a template that failed to load depends on: its own path and, when its text
@@ -72,7 +89,9 @@ public struct SnapshotLoader: Sendable {
         var paths: Set<String> = [spec.path]
         guard case .success(let text) = readText(spec.path) else { return paths }
         let dir = (spec.path as NSString).deletingLastPathComponent
-        for ref in Self.includeReferences(in: text) {
+        let refs = spec.isRequest ? ((try? RequestTemplate.parse(text))?.includeReferences ?? Self.includeReferences(in: text))
+                                  : Self.includeReferences(in: text)
+        for ref in refs {
             paths.insert(LexicalPath.normalize(ref.hasPrefix("/") ? ref : dir + "/" + ref))
         }
         return paths

@@ -17,15 +17,19 @@ public struct TemplateSnapshot: Sendable, Equatable {
     }
 
     public var spec: TemplateSpec
+    /// The template text; for a request template, its body with includes expanded.
     public var text: String
     public var includes: [Include]
+    /// The parsed request body of a request template (`.json`); nil for a text template.
+    public var request: RequestTemplate?
     /// Lowercase hex SHA-256 of the inputs.
     public var digest: String
 
-    public init(spec: TemplateSpec, text: String, includes: [Include]) {
+    public init(spec: TemplateSpec, text: String, includes: [Include], request: RequestTemplate? = nil) {
         self.spec = spec
         self.text = text
         self.includes = includes
+        self.request = request
         self.digest = Self.digest(spec: spec, text: text, includes: includes)
     }
 
@@ -64,6 +68,8 @@ public enum TemplateProblem: Error, Sendable, Equatable, CustomStringConvertible
     case includeOutsideRoots(reference: String, resolved: String)
     case includeMissing(reference: String, path: String)
     case includeUnreadable(reference: String, reason: String)
+    /// A request template (`.json`) that is not a usable chat-completions body.
+    case requestInvalid(path: String, problem: RequestTemplate.Problem)
 
     public var description: String {
         switch self {
@@ -76,6 +82,8 @@ public enum TemplateProblem: Error, Sendable, Equatable, CustomStringConvertible
         case .includeOutsideRoots(let r, let p): "include <{\(r)}> resolves to \(p), outside include_roots"
         case .includeMissing(let r, let p): "include <{\(r)}>: \(p) does not exist"
         case .includeUnreadable(let r, let why): "include <{\(r)}>: \(why)"
+        case .requestInvalid(let p, let problem):
+            "\(p):\(problem.line): \(problem.key.isEmpty ? "" : problem.key + ": ")\(problem.message)"
         }
     }
 
@@ -91,6 +99,7 @@ public enum TemplateProblem: Error, Sendable, Equatable, CustomStringConvertible
         case .includeOutsideRoots: "include_outside_roots"
         case .includeMissing: "include_missing"
         case .includeUnreadable: "include_unreadable"
+        case .requestInvalid: "request_invalid"
         }
     }
 }

@@ -19,13 +19,16 @@ public enum WarmPlan: Sendable, Equatable {
 /// with a KV file → restore. So `touch` (an event with unchanged content)
 /// re-warms cheaply from disk and an edit re-prefills.
 public enum WarmPlanner {
+    /// The prefill reason when the digest differs from the record's.
+    public static let contentChanged = "content changed"
+
     /// - Parameters:
     ///   - kvFileExists: whether the recorded file is on disk; nil when kvwarm cannot see the slot directory.
     ///   - restoreIneffective: restores were seen not to take under this fingerprint.
     public static func plan(digest: String, fingerprint: String, record: WarmRecord?,
                             restoreIneffective: Bool, kvFileExists: (String) -> Bool?) -> WarmPlan {
         guard let record, let recorded = record.digest else { return .prefill(reason: "first warm") }
-        guard recorded == digest else { return .prefill(reason: "content changed") }
+        guard recorded == digest else { return .prefill(reason: contentChanged) }
         guard record.fingerprint == fingerprint else { return .prefill(reason: "backend fingerprint changed") }
         guard let file = record.kvFile else { return .prefill(reason: "no KV file recorded") }
         if restoreIneffective { return .prefill(reason: "restores do not take on this backend") }

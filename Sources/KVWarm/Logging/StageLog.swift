@@ -86,6 +86,16 @@ public final class StageLog: Sendable {
             logger.error("\(why)", metadata: fields(.render, .renderFailed, name, .failed, [
                 LogField.reason: .string("sentinel_lost"),
             ]))
+        case .renderRejected(let why):
+            logger.error("\(why)", metadata: fields(.render, .renderFailed, name, .failed, [
+                LogField.reason: .string("request_rejected"),
+                LogField.hint: .string("tools need llama-server started with --jinja; fix the field the message names"),
+            ]))
+        case .samePrefix(let file):
+            logger.info("the files changed, but the server renders the same prompt: restoring \(file)",
+                        metadata: fields(.render, .rendered, name, .unchanged, [
+                            LogField.mode: .string(WarmMode.restore.rawValue), LogField.kvFile: .string(file),
+                        ]))
         case .rendered(let chars, let placeholder):
             logger.debug("rendered warm prompt", metadata: fields(.render, .rendered, name, .ok, [
                 "PROMPT_CHARS": .stringConvertible(chars), "PLACEHOLDER": .string(placeholder ? "yes" : "no"),

@@ -18,6 +18,9 @@ public struct WarmRecord: Sendable, Equatable, Codable {
     public var warmMS: Double?
     public var saveMS: Double?
     public var warmedAt: Date?
+    /// SHA-256 (hex) of the warm prompt as the server rendered it: a file edit that renders the
+    /// same prompt (whitespace in a request body, key order the server normalises) restores.
+    public var prefixDigest: String?
     /// The last failure, cleared by the next success.
     public var lastError: String?
     public var lastErrorAt: Date?
@@ -26,7 +29,7 @@ public struct WarmRecord: Sendable, Equatable, Codable {
 
     /// The keys of schema 1 of the state file, kept so existing files stay readable.
     enum CodingKeys: String, CodingKey {
-        case digest, fingerprint, kvFile, mode, warmMS, saveMS, warmedAt, lastError, lastErrorAt
+        case digest, fingerprint, kvFile, mode, warmMS, saveMS, warmedAt, lastError, lastErrorAt, prefixDigest
         case promptTokens = "tokens", processedTokens = "promptN", cachedTokens = "cacheN"
     }
 }

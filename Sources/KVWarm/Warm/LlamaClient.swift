@@ -75,6 +75,13 @@ public struct LlamaClient: Sendable {
         return p
     }
 
+    /// `POST /apply-template` of a request body sent as is (its key order kept); returns `prompt`.
+    public func applyTemplate(rawBody: String) async throws(BackendError) -> String {
+        let o = try object(await call("POST", "/apply-template", raw: Array(rawBody.utf8)))
+        guard let p = o["prompt"] as? String else { throw .malformed("/apply-template without prompt") }
+        return p
+    }
+
     /// `POST /tokenize` with special tokens added, as `/completion` tokenizes a string prompt.
     public func tokenize(_ text: String) async throws(BackendError) -> [Int] {
         let o = try object(await call("POST", "/tokenize",
@@ -138,6 +145,12 @@ public struct LlamaClient: Sendable {
             }
             body = Array(d)
         }
+        return try await call(method, path, raw: body, timeout: timeout)
+    }
+
+    /// Sends one request with `raw` as its JSON body and maps failures to ``BackendError``.
+    func call(_ method: String, _ path: String, raw body: [UInt8]?,
+              timeout: Duration? = nil) async throws(BackendError) -> [UInt8] {
         let response: HTTPResponse
         do {
             response = try await transport.send(HTTPRequest(method: method, path: path, body: body,

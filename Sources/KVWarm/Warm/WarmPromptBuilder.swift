@@ -22,13 +22,39 @@ public struct WarmPromptBuilder: Sendable {
         case backend(BackendError)
         /// The server's chat template dropped or rewrote the message.
         case sentinelLost
+        /// The server refused to render a request template (its status and message).
+        case rejected(status: Int, message: String)
 
         public var description: String {
             switch self {
             case .backend(let e): e.description
             case .sentinelLost: "the server's chat template dropped the message; use \"endpoint\": \"completion\""
+            case .rejected(let status, let message): "llama-server refused to render the request (HTTP \(status)): \(message)"
             }
         }
+    }
+
+    /// The full prompt the server renders for a request template (sentinel included).
+    ///
+    /// A 4xx or 5xx answer other than 503 (e.g. "tools param requires --jinja flag") is the
+    /// template's problem, not an outage: ``Failure/rejected(status:message:)``.
+    public func serverRendering(_ request: RequestTemplate) async throws(Failure) -> String {
+        do {
+            return try await client.applyTemplate(rawBody: request.body(message: Self.sentinel))
+        } catch {
+            if case .http(let status, let message) = error, status != 503 { throw .rejected(status: status, message: message) }
+            throw .backend(error)
+        }
+    }
+
+    /// The warm prompt of a request template: everything before the user's message, which
+    /// must appear exactly once in the server's rendering.
+    public func prefix(_ request: RequestTemplate) async throws(Failure) -> String {
+        let full = try await serverRendering(request)
+        guard let r = full.range(of: Self.sentinel), full.range(of: Self.sentinel, range: r.upperBound..<full.endIndex) == nil else {
+            throw .sentinelLost
+        }
+        return String(full[..<r.lowerBound])
     }
 
     /// The messages sent to `/apply-template` for `rendered` under `spec`.

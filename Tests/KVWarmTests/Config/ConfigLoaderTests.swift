@@ -341,3 +341,24 @@ struct ConfigSandbox {
         #expect(c.stateDir == "/var/lib/kvwarm")
     }
 }
+
+/// A `.json` template is a request template: configured like any other, refused with a
+/// completion endpoint or a role.
+@Suite struct RequestTemplateConfigTests {
+    @Test func aJSONTemplateNeedsNoExtraKeyAndRefusesEndpointAndRole() throws {
+        let box = try ConfigSandbox()
+        defer { box.dir.remove() }
+        try box.dir.write("tpl/agent.json", #"{"messages": [{"role": "user", "content": "<{message}>"}]}"#)
+        let c = try box.load(#"{"backend": {"url": "http://127.0.0.1:1"}, "templates": {"agent": "$T/tpl/agent.json", "code": "$T/tpl/code.txt"}}"#)
+        #expect(c.templates.map(\.isRequest) == [true, false])
+        #expect(c.templates[0].endpoint == .chat)
+
+        let ep = box.error(#"{"backend": {"url": "http://127.0.0.1:1"}, "templates": {"agent": {"path": "$T/tpl/agent.json", "endpoint": "completion"}}}"#)
+        #expect(ep?.key == "templates.agent.endpoint", "\(String(describing: ep))")
+        #expect("\(String(describing: ep))".contains("chat-completions body"))
+        let role = box.error(#"{"backend": {"url": "http://127.0.0.1:1"}, "templates": {"agent": {"path": "$T/tpl/agent.json", "role": "system"}}}"#)
+        #expect(role?.key == "templates.agent.role", "\(String(describing: role))")
+        #expect(try box.load(#"{"backend": {"url": "http://127.0.0.1:1"}, "templates": {"agent": {"path": "$T/tpl/agent.json", "endpoint": "chat"}}}"#)
+            .templates[0].isRequest)
+    }
+}

@@ -55,6 +55,8 @@ func kind(_ e: StageEvent) -> String {
     case .templateInvalid: "templateInvalid"
     case .hashCompared: "hashCompared"
     case .sentinelLost: "sentinelLost"
+    case .renderRejected: "renderRejected"
+    case .samePrefix: "samePrefix"
     case .rendered: "rendered"
     case .restoreIneffective: "restoreIneffective"
     case .warmed: "warmed"
