@@ -32,7 +32,8 @@ struct CheckCommand: AsyncParsableCommand {
             case .success(let s): state = "ok, \(s.text.utf8.count) bytes, \(Counted.of(s.includes.count, "include")), digest \(s.digest.prefix(12))"
             case .failure(let p): state = "PROBLEM: \(p)"
             }
-            print("  \(t.name)  \(t.path)  [\(t.endpoint.rawValue), \(t.role.rawValue)]  \(state)")
+            let kind = t.isRequest ? "request" : "\(t.endpoint.rawValue), \(t.role.rawValue)"
+            print("  \(t.name)  \(t.path)  [\(kind)]  \(state)")
         }
     }
 }

@@ -11,6 +11,21 @@ struct RenderCommand: AsyncParsableCommand {
     @OptionGroup var config: ConfigOptions
     @Argument(help: "Template name.") var name: String
 
+    /// Which top-level fields of a request template shape the prompt, and which do not.
+    static func fieldsLine(_ r: RequestTemplate) -> String {
+        let used = r.fields.filter { RequestTemplate.renderingFields.contains($0) }.map { f in
+            switch f {
+            case "messages": "messages (\(r.messageCount))"
+            case "tools": "tools (\(r.toolCount))"
+            default: f
+            }
+        }
+        let other = r.fields.filter { !RequestTemplate.renderingFields.contains($0) }
+        var line = "fields:          \(used.joined(separator: ", ")) took part in the prompt"
+        if !other.isEmpty { line += "\n                 \(other.joined(separator: ", ")): sent, but they shape sampling or the answer, not the prompt" }
+        return line
+    }
+
     func run() async throws {
         let parts = try config.loadParts()
         guard let spec = parts.config.template(named: name) else {
@@ -26,22 +41,35 @@ struct RenderCommand: AsyncParsableCommand {
         }
         let rendered = TemplateRenderer.render(snapshot)
         do {
-            let full = try await parts.builder.serverRendering(rendered, spec: spec)
-            let prefix = try await parts.builder.prefix(rendered, spec: spec)
+            let full: String
+            let prefix: String
+            if let request = snapshot.request {
+                full = try await parts.builder.serverRendering(request)
+                prefix = try await parts.builder.prefix(request)
+            } else {
+                full = try await parts.builder.serverRendering(rendered, spec: spec)
+                prefix = try await parts.builder.prefix(rendered, spec: spec)
+            }
             let shown = full.replacingOccurrences(of: WarmPromptBuilder.sentinel, with: "<{message}>")
             print(shown)
             let prefixTokens = try await parts.client.tokenize(prefix).count
             let fullTokens = try await parts.client.tokenize(full.replacingOccurrences(of: WarmPromptBuilder.sentinel, with: "")).count
+            let kind = snapshot.request == nil ? "\(spec.endpoint.rawValue), role \(spec.role.rawValue)" : "request template"
             printError("""
                 --
-                template:        \(name) (\(spec.endpoint.rawValue), role \(spec.role.rawValue), digest \(snapshot.digest.prefix(12)))
+                template:        \(name) (\(kind), digest \(snapshot.digest.prefix(12)))
                 warmable prefix: \(prefixTokens) tokens (everything before <{message}>)
                 whole prompt:    \(fullTokens) tokens with an empty message
                 """)
+            if let request = snapshot.request { printError(Self.fieldsLine(request)) }
             if prefixTokens < 64 {
                 printError("warning: only \(prefixTokens) tokens precede <{message}>: warming this template saves little; move <{message}> towards the end")
             }
         } catch let e as WarmPromptBuilder.Failure {
+            if case .rejected = e {
+                printError("kvwarm: \(name): \(e) (backend \(parts.config.backend.address))")
+                throw ExitCode(SysExit.dataError.rawValue)
+            }
             printError("kvwarm: \(name): \(e) (backend \(parts.config.backend.address))")
             throw ExitCode(SysExit.unavailable.rawValue)
         } catch let e as BackendError {
