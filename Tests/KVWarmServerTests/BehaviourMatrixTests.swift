@@ -234,8 +234,18 @@ struct BehaviourMatrixTests {
         let warning = try await kv.awaitRecord(["STAGE": "render", "TEMPLATE": "early", "PRIORITY": "4"])
         #expect(warning["HINT"]?.contains("<{message}>") == true)
 
-        let mark = kv.logRecords.count
+        // an edit after <{message}> leaves the warm prompt as it was: restored from the same file
+        var mark = kv.logRecords.count
         try (text + "\nA new closing rule.\n").write(toFile: ws.templates + "/f.txt", atomically: true, encoding: .utf8)
+        let same = try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "f", "OUTCOME": "ok"], after: mark)
+        #expect(same["MODE"] == "restore", "the server renders the same prefix: \(same)")
+        #expect(kv.logRecords.dropFirst(mark).contains { $0["MESSAGE"]?.contains("renders the same prompt") == true })
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: ws.slots)).contains(before))
+
+        // an edit before it is a new prefix: prefilled, saved, and the superseded file pruned
+        mark = kv.logRecords.count
+        try text.replacingOccurrences(of: "Rule 3:", with: "Rule three:")
+            .write(toFile: ws.templates + "/f.txt", atomically: true, encoding: .utf8)
         let saved = try await kv.awaitRecord(["STAGE": "persist", "TEMPLATE": "f", "OUTCOME": "ok"], after: mark)
         files = Set(try FileManager.default.contentsOfDirectory(atPath: ws.slots))
         #expect(files.contains(saved["KV_FILE"]!))

@@ -61,6 +61,13 @@ struct RequestTemplateServerTests {
         let ready = try await kv!.awaitNotify("READY=1")
         #expect(ready.contains("watching 3 templates (0 failed)"), "\(ready)")
         try await kv!.awaitRecord(["MESSAGE_ID": MessageID.startupReady.rawValue], timeout: .seconds(10))
+        // render shows what the server makes of the body, and which fields took part
+        let render = try await ProcessRunner.run(KVWarmProcess.binary, ["render", "agent", "--config", ws.config])
+        #expect(render.status == 0, "\(render.stderr)")
+        #expect(render.stdout.contains("<tools>") && render.stdout.contains("read_file"), "\(render.stdout.prefix(400))")
+        #expect(render.stdout.contains("<{message}>"))
+        #expect(render.stderr.contains("messages (2), tools (6) took part in the prompt"), "\(render.stderr)")
+        #expect(render.stderr.contains("model, tool_choice, temperature: sent, but"), "\(render.stderr)")
         let warms = kv!.logRecords.filter { $0["STAGE"] == "warm" && $0["OUTCOME"] == "ok" }
         let tokens = Dictionary(warms.map { ($0["TEMPLATE"]!, $0.int("PROMPT_TOKENS")) }) { $1 }
         #expect(Set(tokens.keys) == Set(Self.bodies.keys), "\(warms)")

@@ -56,6 +56,16 @@ public struct BackendCheck: Sendable, Equatable {
     /// `down` starts true when nothing has been warmed yet, so the first healthy check re-warms.
     public init(down: Bool) { self.down = down }
 
+    /// How often a backend that is down is probed: its return is noticed within this, and the
+    /// re-warm starts at once, however long `backend.check_interval_seconds` is.
+    public static let downInterval: Duration = .seconds(1)
+
+    /// How long to wait before the next check: `configured` while the backend is up, at most
+    /// ``downInterval`` while it is down (one failed connect or a 503 per probe).
+    public func nextInterval(configured: Duration) -> Duration {
+        down ? min(configured, Self.downInterval) : configured
+    }
+
     public mutating func probed(_ probe: Probe, known: BackendFingerprint?, now: ContinuousClock.Instant,
                                 fingerprintInterval: Duration) -> AfterProbe {
         var restarted = down

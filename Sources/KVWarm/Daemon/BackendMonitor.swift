@@ -3,7 +3,8 @@ import ServiceLifecycle
 
 /// Notices a restarted or changed llama-server and re-warms every template.
 ///
-/// Every `backend.check_interval_seconds` (default 5) it makes one request,
+/// Every `backend.check_interval_seconds` (default 5), and every second while the backend
+/// is down (so its return is seen within a second), it makes one request,
 /// `GET /slots`, over a kept-alive connection. A restart shows as the request
 /// failing and later succeeding (down, then up), slot task ids going backwards
 /// (they count up from 0 in each server process), or a slot count or slot
@@ -59,7 +60,8 @@ public struct BackendMonitor: Service {
         // a redundant re-warm of restores, which is cheaper than deciding which templates missed out)
         var check = BackendCheck(down: await identity.fingerprint == nil)
         while !Task.isCancelled {
-            do { try await Task.sleep(for: await coordinator.parts.config.backend.checkInterval) } catch { return }
+            let interval = check.nextInterval(configured: await coordinator.parts.config.backend.checkInterval)
+            do { try await Task.sleep(for: interval) } catch { return }
             // one read of the parts after the sleep: a reload during it applies to this check
             let parts = await coordinator.parts
             if await checkOnce(&check, parts, identity) == false { return }

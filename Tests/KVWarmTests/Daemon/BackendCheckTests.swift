@@ -44,6 +44,22 @@ import Testing
         #expect(!c.down)
     }
 
+    @Test func aBackendThatIsDownIsProbedEverySecondUntilItIsBack() {
+        var c = BackendCheck(down: false)
+        #expect(c.nextInterval(configured: .seconds(30)) == .seconds(30))
+        _ = c.probed(slots, known: Self.fp(), now: t0, fingerprintInterval: every)
+        _ = c.probed(.down(.unreachable("refused")), known: Self.fp(), now: t0 + .seconds(30), fingerprintInterval: every)
+        #expect(c.nextInterval(configured: .seconds(30)) == BackendCheck.downInterval)
+        #expect(c.nextInterval(configured: .milliseconds(200)) == .milliseconds(200), "never slower than configured")
+        _ = c.probed(.down(.loading), known: nil, now: t0 + .seconds(31), fingerprintInterval: every)
+        #expect(c.nextInterval(configured: .seconds(30)) == .seconds(1), "a server loading its model counts as down")
+        _ = c.probed(slots, known: nil, now: t0 + .seconds(32), fingerprintInterval: every)
+        _ = c.read(.success(Self.fp()), current: nil)
+        _ = c.recorded(Self.fp(), changed: false, restarted: true, previousBuild: nil)
+        #expect(c.nextInterval(configured: .seconds(30)) == .seconds(30), "back to the configured interval once up")
+        #expect(BackendCheck(down: true).nextInterval(configured: .seconds(5)) == .seconds(1), "a degraded start polls fast too")
+    }
+
     @Test func taskIdsGoingBackwardsAreARestartWithoutAnOutage() {
         var c = BackendCheck(down: false)
         _ = c.probed(.up(slots: [Self.slot(0, task: 90)]), known: Self.fp(), now: t0, fingerprintInterval: every)

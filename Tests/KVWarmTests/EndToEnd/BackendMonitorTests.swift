@@ -110,4 +110,32 @@ import Testing
         #expect(warm["MODE"] == "restore")
         #expect(kv.stop() == 0)
     }
+    /// While the backend is down it is probed every second, so a server that comes back is
+    /// re-warmed at once, not a whole `check_interval_seconds` later.
+    @Test func aBackendThatComesBackIsSeenWithinAboutASecond() async throws {
+        let dir = try TemporaryDirectory("kvmonitor")
+        defer { dir.remove() }
+        let port = try LlamaServerFixture.freePort()
+        let slots = dir.file("slots")
+        try FileManager.default.createDirectory(atPath: slots, withIntermediateDirectories: true)
+        var fake = try await FakeLlamaServerProcess.start(arguments: ["--port", "\(port)", "--slot-save-path", slots])
+        let config = try Hostile.writeConfig(dir, url: "http://127.0.0.1:\(port)", slotDir: slots,
+                                             templates: ["a": try dir.write("tpl/a.txt", Hostile.text("BACKSOON"))],
+                                             backend: ["check_interval_seconds": 10])
+        let kv = try Hostile.run(config, dir)
+        try await kv.awaitNotify("READY=1", timeout: .seconds(30))
+        fake.stop()
+        try await kv.awaitRecord(["STAGE": "backend", "OUTCOME": "failed"], timeout: .seconds(15))
+        let mark = kv.logRecords.count
+        fake = try await FakeLlamaServerProcess.start(arguments: ["--port", "\(port)", "--slot-save-path", slots])
+        defer { fake.stop() }
+        let up = ContinuousClock.now
+        // with the configured 10 s this takes up to 10 s; probing every second while down, about 1 s
+        let rec = try await kv.awaitRecord(["STAGE": "backend", "OUTCOME": "ok"], after: mark, timeout: .seconds(4))
+        #expect(rec["REASON"] == "restarted")
+        let warm = try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "a", "OUTCOME": "ok"], after: mark, timeout: .seconds(10))
+        #expect(warm["MODE"] == "restore")
+        #expect(up.duration(to: .now) < .seconds(8))
+        #expect(kv.stop() == 0)
+    }
 }
