@@ -59,9 +59,15 @@ public struct BackendMonitor: Service {
         // (also after a startup pass failed transiently and no retry has read the fingerprint since:
         // a redundant re-warm of restores, which is cheaper than deciding which templates missed out)
         var check = BackendCheck(down: await identity.fingerprint == nil)
+        // the first check runs at once: it records the slots' task ids right after the startup
+        // warm, so a server restarted before the next check is told apart by them
+        var first = true
         while !Task.isCancelled {
-            let interval = check.nextInterval(configured: await coordinator.parts.config.backend.checkInterval)
-            do { try await Task.sleep(for: interval) } catch { return }
+            if !first {
+                let interval = check.nextInterval(configured: await coordinator.parts.config.backend.checkInterval)
+                do { try await Task.sleep(for: interval) } catch { return }
+            }
+            first = false
             // one read of the parts after the sleep: a reload during it applies to this check
             let parts = await coordinator.parts
             if await checkOnce(&check, parts, identity) == false { return }

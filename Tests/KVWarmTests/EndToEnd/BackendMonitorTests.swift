@@ -138,4 +138,28 @@ import Testing
         #expect(up.duration(to: .now) < .seconds(8))
         #expect(kv.stop() == 0)
     }
+    /// A server restarted right after READY, before any periodic check: the first check runs
+    /// at READY and records the task ids, so the next one tells the new process apart.
+    @Test func aRestartRightAfterReadyIsNotMissed() async throws {
+        let dir = try TemporaryDirectory("kvmonitor")
+        defer { dir.remove() }
+        let port = try LlamaServerFixture.freePort()
+        let slots = dir.file("slots")
+        try FileManager.default.createDirectory(atPath: slots, withIntermediateDirectories: true)
+        var fake = try await FakeLlamaServerProcess.start(arguments: ["--port", "\(port)", "--slot-save-path", slots])
+        let config = try Hostile.writeConfig(dir, url: "http://127.0.0.1:\(port)", slotDir: slots,
+                                             templates: ["a": try dir.write("tpl/a.txt", Hostile.text("EARLY"))],
+                                             backend: ["check_interval_seconds": 3])
+        let kv = try Hostile.run(config, dir)
+        try await kv.awaitNotify("READY=1", timeout: .seconds(30))
+        let mark = kv.logRecords.count
+        fake.stop()
+        fake = try await FakeLlamaServerProcess.start(arguments: ["--port", "\(port)", "--slot-save-path", slots])
+        defer { fake.stop() }
+        let rec = try await kv.awaitRecord(["STAGE": "backend", "OUTCOME": "ok"], after: mark, timeout: .seconds(15))
+        #expect(rec["REASON"] == "restarted")
+        let warm = try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "a", "OUTCOME": "ok"], after: mark, timeout: .seconds(15))
+        #expect(warm["MODE"] == "restore")
+        #expect(kv.stop() == 0)
+    }
 }
