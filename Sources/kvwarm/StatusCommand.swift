@@ -68,6 +68,7 @@ struct StatusCommand: AsyncParsableCommand {
                             "build": fp?.build ?? NSNull()] as [String: Any],
                 "state_file": store.path,
                 "restore_ineffective": fp.map { state.restoreIneffective.contains($0.digest) } ?? false,
+                "idle_slots_cleared": fp.map { (state.idleSlotsCleared ?? []).contains($0.digest) } ?? false,
                 "templates": templates,
             ]
             let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
@@ -82,6 +83,9 @@ struct StatusCommand: AsyncParsableCommand {
         print("backend  \(c.backend.address)  \(health == nil ? "healthy" : "UNAVAILABLE: \(health!)")\(fp.map { "  build \($0.build)" } ?? "")")
         if let fp, state.restoreIneffective.contains(fp.digest) {
             print("note     slot restores do not take on this backend (SWA model without --swa-full?): templates prefill")
+        }
+        if let fp, (state.idleSlotsCleared ?? []).contains(fp.digest) {
+            print("note     llama-server clears idle slots after every request: templates go cold under traffic; \(SlotPolicyGuard.hint)")
         }
         if let stateNote { print("state    \(stateNote)") }
         let rows: [[String]] = [["TEMPLATE", "STATE", "MODE", "TOKENS", "CACHED", "WARM_MS", "WARMED_AT", "KV_FILE", "ERROR"]]

@@ -55,6 +55,17 @@ public actor BackendIdentity {
         return fp.digest != previous.digest
     }
 
+    /// Records whether the backend with fingerprint digest `digest` clears idle slots
+    /// (``SlotPolicyGuard``), for `kvwarm status`.
+    public func noteIdleSlotsCleared(_ cleared: Bool, digest: String) {
+        var set = Set(writer.state.idleSlotsCleared ?? [])
+        let had = set.contains(digest)
+        if cleared { set.insert(digest) } else { set.remove(digest) }
+        guard had != cleared else { return }
+        writer.update { $0.idleSlotsCleared = set.sorted() }
+        writer.writeSoon()
+    }
+
     /// Applies what a pass found: a fingerprint it read, an ineffective restore, and, after a
     /// transient failure, that the server may have been replaced.
     public func apply(_ outcome: PassOutcome) {

@@ -111,7 +111,8 @@ public struct StartupSequence: Service {
         }
         if Task.isCancelled { return }
         let failed = await coordinator.problems.count
-        let status = "watching \(Counted.of(total, "template")) (\(failed) failed)"
+        var status = "watching \(Counted.of(total, "template")) (\(failed) failed)"
+        if await checkSlotPolicy(client) { status += "; llama-server clears idle slots: templates go cold under traffic" }
         logger.notice("ready: \(status) after \(Int(started.duration(to: .now).milliseconds)) ms",
                       metadata: .stage(.startup, .startupReady, [
                           LogField.outcome: .string(failed == 0 ? Outcome.ok.rawValue : Outcome.failed.rawValue),
@@ -119,5 +120,20 @@ public struct StartupSequence: Service {
                       ]))
         notifier.ready(status: status)
         gate.open()
+    }
+
+    /// After the startup warm: whether the server clears idle slots (``SlotPolicyGuard``);
+    /// says so once with a hint and records it for `kvwarm status`.
+    private func checkSlotPolicy(_ client: LlamaClient) async -> Bool {
+        let warmed = await coordinator.takeWarmedSlots()
+        guard let fp = await coordinator.identity.fingerprint, let slots = try? await client.slots(),
+              let cleared = SlotPolicyGuard.idleSlotsCleared(warmed: warmed, slots: slots) else { return false }
+        await coordinator.identity.noteIdleSlotsCleared(cleared, digest: fp.digest)
+        guard cleared else { return false }
+        logger.warning("llama-server clears idle slots after every request (its default -np with unified KV and --cache-idle-slots): a warmed template keeps its slot only until the next request of anyone, and new conversations may not find it",
+                       metadata: .stage(.startup, .idleSlotsCleared, [
+                           LogField.reason: .string("idle_slots_cleared"), LogField.hint: .string(SlotPolicyGuard.hint),
+                       ]))
+        return true
     }
 }

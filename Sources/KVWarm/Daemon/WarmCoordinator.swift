@@ -30,6 +30,8 @@ public actor WarmCoordinator {
     /// Every change of the template → files map, newest only; starts with the configured paths.
     public nonisolated let dependencyChanges: AsyncStream<[String: Set<String>]>
     private var onProgress: (@Sendable (String, PassResult) -> Void)?
+    /// The slot of every warm since the last ``takeWarmedSlots()``, in order.
+    private var warmedSlots: [Int] = []
     /// The queue when the worker was told to stop (named when the pass in flight is cut short).
     private var waitingAtStop: [String] = []
 
@@ -89,6 +91,12 @@ public actor WarmCoordinator {
 
     /// Whether the worker has stopped (shutdown).
     public var stopped: Bool { machine.stopped }
+
+    /// The slots warmed into since the last call, in order (for ``SlotPolicyGuard``).
+    public func takeWarmedSlots() -> [Int] {
+        defer { warmedSlots = [] }
+        return warmedSlots
+    }
 
     /// Passes completed so far and the template in flight, for STATUS.
     public func progress() -> (done: Int, current: String?) { (machine.completed, machine.inFlight) }
@@ -190,6 +198,7 @@ public actor WarmCoordinator {
             dependencies[name] = outcome.dependencies
             dependencySink.yield(dependencies)
         }
+        for case .warmed(let report, _) in outcome.events { warmedSlots.append(report.slot) }
         let previousProblem = problems[name]
         switch outcome.result {
         // a warm that could not be saved counts as failed: it is warm in memory only, and

@@ -57,6 +57,7 @@ public enum MessageID: String, Sendable, CaseIterable {
     case warmQueued = "263d36d652814daca91f9239e13fdc79"
     case warmProgress = "ec59c9b681184f48813d369ea292fb66"
     case restoreIneffective = "518ff366bec44aa09af38bae588ac946"
+    case idleSlotsCleared = "7c2f4e9a1b6d4f0e8a35c1d2e9b7f604"
     case persisted = "d89301a29dd647699483573bbc789828"
     case persistFailed = "8bb4afb9548f4ae2a9e62f7b2c5b02f0"
     case startupBegin = "fa5ede2bc10143a696698d9da32e23f2"

@@ -43,6 +43,9 @@ public struct WarmState: Sendable, Equatable, Codable {
     public var backend: BackendFingerprint?
     /// Fingerprint digests under which a restore was seen not to take; restore is not tried under them again.
     public var restoreIneffective: [String] = []
+    /// Fingerprint digests of backends seen clearing idle slots after each task launch
+    /// (``SlotPolicyGuard``); absent in state files written before it existed.
+    public var idleSlotsCleared: [String]?
     public var templates: [String: WarmRecord] = [:]
 
     public init() {}
