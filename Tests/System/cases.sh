@@ -91,8 +91,10 @@ stopped_cleanly() {
 # ============================================================================================
 # Real llama-server: checks 1, 2, 3, 5, 6
 # ============================================================================================
+# explicit slots, as docs/operations.md recommends: with -np left automatic llama-server clears idle
+# slots and kvwarm says so in STATUS (SlotPolicyServerTests covers that case)
 LLAMA_PORT=$(free_port)
-"$LLAMA_SERVER" -m "$KVWARM_TEST_MODEL" --host 127.0.0.1 --port "$LLAMA_PORT" --swa-full \
+"$LLAMA_SERVER" -m "$KVWARM_TEST_MODEL" --host 127.0.0.1 --port "$LLAMA_PORT" --swa-full -np 4 \
   --slot-save-path "$WORK/slots/real" -c 8192 -t 2 >"$WORK/logs/llama-server.log" 2>&1 &
 LLAMA_PID=$!
 wait_until 120 curl -sf "http://127.0.0.1:$LLAMA_PORT/health" \

@@ -99,8 +99,8 @@ public struct RequestTemplate: Sendable, Equatable {
             var s = "\""
             for p in pieces {
                 switch p {
-                case .literal(let t): appendEscaped(t, to: &s, escapeLessThan: false)
-                case .included(let t): appendEscaped(t, to: &s, escapeLessThan: true)
+                case .literal(let t): JSONText.appendEscaped(t, to: &s)
+                case .included(let t): JSONText.appendEscaped(t, to: &s, escapeLessThan: true)
                 }
             }
             return s + "\""
@@ -110,7 +110,7 @@ public struct RequestTemplate: Sendable, Equatable {
     /// The body with the user's turn set to `message` (JSON-escaped into the string it sits in).
     public func body(message: String) -> String {
         var escaped = ""
-        appendEscaped(message, to: &escaped, escapeLessThan: false)
+        JSONText.appendEscaped(message, to: &escaped)
         guard let r = body.range(of: Self.placeholder) else { return body }
         return body.replacingCharacters(in: r, with: escaped)
     }
@@ -204,27 +204,6 @@ public struct RequestTemplate: Sendable, Equatable {
         case .object(let members):
             for m in members { collect(m.value, key: key.isEmpty ? m.key : "\(key).\(m.key)", into: &out) }
         default: break
-        }
-    }
-}
-
-/// Appends `s` JSON-escaped (without quotes); `escapeLessThan` writes `<` as `\u003c`.
-private func appendEscaped(_ s: String, to out: inout String, escapeLessThan: Bool) {
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case "<" where escapeLessThan: out += "\\u003c"
-        default:
-            if scalar.value < 0x20 {
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
         }
     }
 }

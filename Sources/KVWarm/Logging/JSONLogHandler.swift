@@ -118,6 +118,12 @@ enum JSONText {
     /// Appends `s` as a JSON string literal (RFC 8259 escaping).
     static func appendString(_ s: String, to out: inout String) {
         out += "\""
+        appendEscaped(s, to: &out)
+        out += "\""
+    }
+
+    /// Appends `s` JSON-escaped, without the quotes; `escapeLessThan` also writes `<` as `\u003c`.
+    static func appendEscaped(_ s: String, to out: inout String, escapeLessThan: Bool = false) {
         for scalar in s.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""
@@ -125,6 +131,7 @@ enum JSONText {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
+            case "<" where escapeLessThan: out += "\\u003c"
             default:
                 if scalar.value < 0x20 {
                     let hex = String(scalar.value, radix: 16)
@@ -134,6 +141,5 @@ enum JSONText {
                 }
             }
         }
-        out += "\""
     }
 }

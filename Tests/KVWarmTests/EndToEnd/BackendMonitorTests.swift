@@ -10,6 +10,25 @@ import Testing
         LlamaClient.SlotInfo(id: id, nCtx: nCtx, isProcessing: false, idTask: task, promptTokens: nil)
     }
 
+    /// A fake server on a fixed port (so it can be replaced) and kvwarm on it with one template,
+    /// READY; `restart` starts a new fake server on the same port and slot directory.
+    static func readyOnRestartablePort(_ dir: TemporaryDirectory, text: String, checkEvery: Int) async throws
+        -> (FakeLlamaServerProcess, @Sendable () async throws -> FakeLlamaServerProcess, KVWarmProcess) {
+        let port = try LlamaServerFixture.freePort()
+        let slots = dir.file("slots")
+        try FileManager.default.createDirectory(atPath: slots, withIntermediateDirectories: true)
+        let restart: @Sendable () async throws -> FakeLlamaServerProcess = {
+            try await FakeLlamaServerProcess.start(arguments: ["--port", "\(port)", "--slot-save-path", slots])
+        }
+        let fake = try await restart()
+        let config = try Hostile.writeConfig(dir, url: "http://127.0.0.1:\(port)", slotDir: slots,
+                                             templates: ["a": try dir.write("tpl/a.txt", Hostile.text(text))],
+                                             backend: ["check_interval_seconds": checkEvery])
+        let kv = try Hostile.run(config, dir)
+        try await kv.awaitNotify("READY=1", timeout: .seconds(30))
+        return (fake, restart, kv)
+    }
+
     static let fingerprint = BackendFingerprint(
         modelPath: "/m.gguf", totalSlots: 2, nCtx: 4096, chatTemplateSHA256: "t", nParams: 1, modelSize: 1,
         nVocab: 1, nEmbd: 1, nCtxTrain: 1, kvTag: nil, build: "b1")
@@ -84,15 +103,8 @@ import Testing
     @Test func aRestartBetweenTwoChecksIsSeenFromTaskIds() async throws {
         let dir = try TemporaryDirectory("kvmonitor")
         defer { dir.remove() }
-        let port = try LlamaServerFixture.freePort()
-        let slots = dir.file("slots")
-        try FileManager.default.createDirectory(atPath: slots, withIntermediateDirectories: true)
-        var fake = try await FakeLlamaServerProcess.start(arguments: ["--port", "\(port)", "--slot-save-path", slots])
-        let config = try Hostile.writeConfig(dir, url: "http://127.0.0.1:\(port)", slotDir: slots,
-                                             templates: ["a": try dir.write("tpl/a.txt", Hostile.text("QUICK"))],
-                                             backend: ["check_interval_seconds": 4])
-        let kv = try Hostile.run(config, dir)
-        try await kv.awaitNotify("READY=1", timeout: .seconds(30))
+        let (first, restart, kv) = try await Self.readyOnRestartablePort(dir, text: "QUICK", checkEvery: 4)
+        var fake = first
         // right after a check, replace the server: the next check is ~4 s away
         let seen = try await fake.requests().count
         try await Hostile.eventually("a check after READY", timeout: .seconds(10)) {
@@ -100,7 +112,7 @@ import Testing
         }
         let mark = kv.logRecords.count
         fake.stop()
-        fake = try await FakeLlamaServerProcess.start(arguments: ["--port", "\(port)", "--slot-save-path", slots])
+        fake = try await restart()
         defer { fake.stop() }
         let rec = try await kv.awaitRecord(["STAGE": "backend", "OUTCOME": "ok"], after: mark, timeout: .seconds(15))
         #expect(rec["REASON"] == "restarted")
@@ -115,19 +127,12 @@ import Testing
     @Test func aBackendThatComesBackIsSeenWithinAboutASecond() async throws {
         let dir = try TemporaryDirectory("kvmonitor")
         defer { dir.remove() }
-        let port = try LlamaServerFixture.freePort()
-        let slots = dir.file("slots")
-        try FileManager.default.createDirectory(atPath: slots, withIntermediateDirectories: true)
-        var fake = try await FakeLlamaServerProcess.start(arguments: ["--port", "\(port)", "--slot-save-path", slots])
-        let config = try Hostile.writeConfig(dir, url: "http://127.0.0.1:\(port)", slotDir: slots,
-                                             templates: ["a": try dir.write("tpl/a.txt", Hostile.text("BACKSOON"))],
-                                             backend: ["check_interval_seconds": 10])
-        let kv = try Hostile.run(config, dir)
-        try await kv.awaitNotify("READY=1", timeout: .seconds(30))
+        let (first, restart, kv) = try await Self.readyOnRestartablePort(dir, text: "BACKSOON", checkEvery: 10)
+        var fake = first
         fake.stop()
         try await kv.awaitRecord(["STAGE": "backend", "OUTCOME": "failed"], timeout: .seconds(15))
         let mark = kv.logRecords.count
-        fake = try await FakeLlamaServerProcess.start(arguments: ["--port", "\(port)", "--slot-save-path", slots])
+        fake = try await restart()
         defer { fake.stop() }
         let up = ContinuousClock.now
         // with the configured 10 s this takes up to 10 s; probing every second while down, about 1 s
@@ -143,18 +148,11 @@ import Testing
     @Test func aRestartRightAfterReadyIsNotMissed() async throws {
         let dir = try TemporaryDirectory("kvmonitor")
         defer { dir.remove() }
-        let port = try LlamaServerFixture.freePort()
-        let slots = dir.file("slots")
-        try FileManager.default.createDirectory(atPath: slots, withIntermediateDirectories: true)
-        var fake = try await FakeLlamaServerProcess.start(arguments: ["--port", "\(port)", "--slot-save-path", slots])
-        let config = try Hostile.writeConfig(dir, url: "http://127.0.0.1:\(port)", slotDir: slots,
-                                             templates: ["a": try dir.write("tpl/a.txt", Hostile.text("EARLY"))],
-                                             backend: ["check_interval_seconds": 3])
-        let kv = try Hostile.run(config, dir)
-        try await kv.awaitNotify("READY=1", timeout: .seconds(30))
+        let (first, restart, kv) = try await Self.readyOnRestartablePort(dir, text: "EARLY", checkEvery: 3)
+        var fake = first
         let mark = kv.logRecords.count
         fake.stop()
-        fake = try await FakeLlamaServerProcess.start(arguments: ["--port", "\(port)", "--slot-save-path", slots])
+        fake = try await restart()
         defer { fake.stop() }
         let rec = try await kv.awaitRecord(["STAGE": "backend", "OUTCOME": "ok"], after: mark, timeout: .seconds(15))
         #expect(rec["REASON"] == "restarted")
