@@ -40,7 +40,6 @@ public struct RequestTemplate: Sendable, Equatable {
     /// A parsed body, before its includes are read.
     public struct Parsed: Sendable {
         let bytes: [UInt8]
-        let root: JSONNode
         /// String values containing `<{`, in file order, with their key paths.
         let marked: [(key: String, node: JSONNode, text: String)]
         public let messageCount: Int
@@ -191,7 +190,7 @@ public struct RequestTemplate: Sendable, Equatable {
                 throw Problem(line: kwargs.line, key: "chat_template_kwargs", message: "expected an object, got \(kwargs.value.typeName)")
             }
         }
-        return Parsed(bytes: bytes, root: root, marked: marked, messageCount: messages.count, toolCount: toolCount,
+        return Parsed(bytes: bytes, marked: marked, messageCount: messages.count, toolCount: toolCount,
                       fields: members.map(\.key))
     }
 
