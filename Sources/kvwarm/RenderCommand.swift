@@ -41,15 +41,13 @@ struct RenderCommand: AsyncParsableCommand {
         }
         let rendered = TemplateRenderer.render(snapshot)
         do {
-            let full: String
-            let prefix: String
-            if let request = snapshot.request {
-                full = try await parts.builder.serverRendering(request)
-                prefix = try await parts.builder.prefix(request)
+            // one rendering by the server, cut as the warm cuts it
+            let full = if let request = snapshot.request {
+                try await parts.builder.serverRendering(request)
             } else {
-                full = try await parts.builder.serverRendering(rendered, spec: spec)
-                prefix = try await parts.builder.prefix(rendered, spec: spec)
+                try await parts.builder.serverRendering(rendered, spec: spec)
             }
+            let prefix = try WarmPromptBuilder.cut(full, exactlyOnce: snapshot.request != nil)
             let shown = full.replacingOccurrences(of: WarmPromptBuilder.sentinel, with: "<{message}>")
             print(shown)
             let prefixTokens = try await parts.client.tokenize(prefix).count

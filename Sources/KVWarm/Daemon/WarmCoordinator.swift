@@ -30,8 +30,9 @@ public actor WarmCoordinator {
     /// Every change of the template → files map, newest only; starts with the configured paths.
     public nonisolated let dependencyChanges: AsyncStream<[String: Set<String>]>
     private var onProgress: (@Sendable (String, PassResult) -> Void)?
-    /// The slot of every warm since the last ``takeWarmedSlots()``, in order.
-    private var warmedSlots: [Int] = []
+    /// The slot of every warm until ``takeWarmedSlots()`` is called (the startup warm), in
+    /// order; nil afterwards, so a long-running daemon keeps no list.
+    private var warmedSlots: [Int]? = []
     /// The queue when the worker was told to stop (named when the pass in flight is cut short).
     private var waitingAtStop: [String] = []
 
@@ -92,10 +93,10 @@ public actor WarmCoordinator {
     /// Whether the worker has stopped (shutdown).
     public var stopped: Bool { machine.stopped }
 
-    /// The slots warmed into since the last call, in order (for ``SlotPolicyGuard``).
+    /// The slots warmed into so far, in order (for ``SlotPolicyGuard``); stops recording.
     public func takeWarmedSlots() -> [Int] {
-        defer { warmedSlots = [] }
-        return warmedSlots
+        defer { warmedSlots = nil }
+        return warmedSlots ?? []
     }
 
     /// Passes completed so far and the template in flight, for STATUS.
@@ -198,7 +199,7 @@ public actor WarmCoordinator {
             dependencies[name] = outcome.dependencies
             dependencySink.yield(dependencies)
         }
-        for case .warmed(let report, _) in outcome.events { warmedSlots.append(report.slot) }
+        for case .warmed(let report, _) in outcome.events { warmedSlots?.append(report.slot) }
         let previousProblem = problems[name]
         switch outcome.result {
         // a warm that could not be saved counts as failed: it is warm in memory only, and

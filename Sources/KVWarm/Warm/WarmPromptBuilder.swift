@@ -50,10 +50,14 @@ public struct WarmPromptBuilder: Sendable {
     /// The warm prompt of a request template: everything before the user's message, which
     /// must appear exactly once in the server's rendering.
     public func prefix(_ request: RequestTemplate) async throws(Failure) -> String {
-        let full = try await serverRendering(request)
-        guard let r = full.range(of: Self.sentinel), full.range(of: Self.sentinel, range: r.upperBound..<full.endIndex) == nil else {
-            throw .sentinelLost
-        }
+        try Self.cut(try await serverRendering(request), exactlyOnce: true)
+    }
+
+    /// The text of a server rendering before the sentinel; `exactlyOnce` also refuses a
+    /// rendering that repeats it (a request template has one user turn).
+    public static func cut(_ full: String, exactlyOnce: Bool) throws(Failure) -> String {
+        guard let r = full.range(of: sentinel) else { throw .sentinelLost }
+        if exactlyOnce, full.range(of: sentinel, range: r.upperBound..<full.endIndex) != nil { throw .sentinelLost }
         return String(full[..<r.lowerBound])
     }
 
@@ -82,8 +86,6 @@ public struct WarmPromptBuilder: Sendable {
     /// The warm prompt: everything before the user's message.
     public func prefix(_ rendered: RenderedTemplate, spec: TemplateSpec) async throws(Failure) -> String {
         if spec.endpoint == .completion { return rendered.beforeMessage }
-        let full = try await serverRendering(rendered, spec: spec)
-        guard let r = full.range(of: Self.sentinel) else { throw .sentinelLost }
-        return String(full[..<r.lowerBound])
+        return try Self.cut(try await serverRendering(rendered, spec: spec), exactlyOnce: false)
     }
 }

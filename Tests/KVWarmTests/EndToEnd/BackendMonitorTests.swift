@@ -29,6 +29,14 @@ import Testing
         return (fake, restart, kv)
     }
 
+    /// Within `within` after record `mark`: the monitor's restart record, then template a restored.
+    static func expectRestartRestores(_ kv: KVWarmProcess, after mark: Int, within: Duration) async throws {
+        let rec = try await kv.awaitRecord(["STAGE": "backend", "OUTCOME": "ok"], after: mark, timeout: within)
+        #expect(rec["REASON"] == "restarted")
+        let warm = try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "a", "OUTCOME": "ok"], after: mark, timeout: .seconds(10))
+        #expect(warm["MODE"] == "restore")
+    }
+
     static let fingerprint = BackendFingerprint(
         modelPath: "/m.gguf", totalSlots: 2, nCtx: 4096, chatTemplateSHA256: "t", nParams: 1, modelSize: 1,
         nVocab: 1, nEmbd: 1, nCtxTrain: 1, kvTag: nil, build: "b1")
@@ -114,14 +122,12 @@ import Testing
         fake.stop()
         fake = try await restart()
         defer { fake.stop() }
-        let rec = try await kv.awaitRecord(["STAGE": "backend", "OUTCOME": "ok"], after: mark, timeout: .seconds(15))
-        #expect(rec["REASON"] == "restarted")
+        try await Self.expectRestartRestores(kv, after: mark, within: .seconds(15))
         #expect(Hostile.records(kv, ["STAGE": "backend", "OUTCOME": "failed"]).isEmpty,
                 "the check never saw the backend down: the task ids told")
-        let warm = try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "a", "OUTCOME": "ok"], after: mark, timeout: .seconds(15))
-        #expect(warm["MODE"] == "restore")
         #expect(kv.stop() == 0)
     }
+
     /// While the backend is down it is probed every second, so a server that comes back is
     /// re-warmed at once, not a whole `check_interval_seconds` later.
     @Test func aBackendThatComesBackIsSeenWithinAboutASecond() async throws {
@@ -136,13 +142,11 @@ import Testing
         defer { fake.stop() }
         let up = ContinuousClock.now
         // with the configured 10 s this takes up to 10 s; probing every second while down, about 1 s
-        let rec = try await kv.awaitRecord(["STAGE": "backend", "OUTCOME": "ok"], after: mark, timeout: .seconds(4))
-        #expect(rec["REASON"] == "restarted")
-        let warm = try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "a", "OUTCOME": "ok"], after: mark, timeout: .seconds(10))
-        #expect(warm["MODE"] == "restore")
+        try await Self.expectRestartRestores(kv, after: mark, within: .seconds(4))
         #expect(up.duration(to: .now) < .seconds(8))
         #expect(kv.stop() == 0)
     }
+
     /// A server restarted right after READY, before any periodic check: the first check runs
     /// at READY and records the task ids, so the next one tells the new process apart.
     @Test func aRestartRightAfterReadyIsNotMissed() async throws {
@@ -154,10 +158,7 @@ import Testing
         fake.stop()
         fake = try await restart()
         defer { fake.stop() }
-        let rec = try await kv.awaitRecord(["STAGE": "backend", "OUTCOME": "ok"], after: mark, timeout: .seconds(15))
-        #expect(rec["REASON"] == "restarted")
-        let warm = try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "a", "OUTCOME": "ok"], after: mark, timeout: .seconds(15))
-        #expect(warm["MODE"] == "restore")
+        try await Self.expectRestartRestores(kv, after: mark, within: .seconds(15))
         #expect(kv.stop() == 0)
     }
 }
