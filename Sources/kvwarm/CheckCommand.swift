@@ -24,6 +24,18 @@ struct CheckCommand: AsyncParsableCommand {
         print("state_dir:     \(c.stateDir)")
         print("debounce:      \(Int(c.debounce.milliseconds)) ms (max wait \(Int(c.maxWait.milliseconds)) ms)")
         print("include_roots: \(c.includeRoots.joined(separator: ", "))")
+        let k = c.keepWarm
+        print("keep_warm:     \(k.restoresPerMinute == 0 ? "off" : "at most \(k.restoresPerMinute) restores per template per minute; slots read every \(Int(k.activeCheckInterval.milliseconds)) ms under traffic")")
+        // what the daemon last found out about the backend (check itself does not contact it)
+        if let state = StateStore(directory: c.stateDir).peek(), let fp = state.backend {
+            if state.restoreIneffective.contains(fp.digest) {
+                print("note:          slot restores did not take on this backend (SWA model without --swa-full?): templates prefill")
+            }
+            if (state.idleSlotsCleared ?? []).contains(fp.digest) {
+                let verdict = SlotPolicyGuard.verdict(restoresPerMinute: k.restoresPerMinute)
+                print("note:          llama-server (\(fp.totalSlots) slots) clears idle slots after every request: \(verdict.status); \(SlotPolicyGuard.hint)")
+            }
+        }
         print("templates:     \(c.templates.count)")
         let loader = SnapshotLoader(includeRoots: c.includeRoots, maxBytes: c.maxTemplateBytes)
         for t in c.templates {

@@ -69,6 +69,7 @@ struct StatusCommand: AsyncParsableCommand {
                 "state_file": store.path,
                 "restore_ineffective": fp.map { state.restoreIneffective.contains($0.digest) } ?? false,
                 "idle_slots_cleared": fp.map { (state.idleSlotsCleared ?? []).contains($0.digest) } ?? false,
+                "keep_warm_restores_per_minute": c.keepWarm.restoresPerMinute,
                 "templates": templates,
             ]
             let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
@@ -85,7 +86,8 @@ struct StatusCommand: AsyncParsableCommand {
             print("note     slot restores do not take on this backend (SWA model without --swa-full?): templates prefill")
         }
         if let fp, (state.idleSlotsCleared ?? []).contains(fp.digest) {
-            print("note     llama-server clears idle slots after every request: templates go cold under traffic; \(SlotPolicyGuard.hint)")
+            let verdict = SlotPolicyGuard.verdict(restoresPerMinute: c.keepWarm.restoresPerMinute)
+            print("note     llama-server clears idle slots after every request: \(verdict.status); \(SlotPolicyGuard.hint)")
         }
         if let stateNote { print("state    \(stateNote)") }
         let rows: [[String]] = [["TEMPLATE", "STATE", "MODE", "TOKENS", "CACHED", "WARM_MS", "WARMED_AT", "KV_FILE", "ERROR"]]

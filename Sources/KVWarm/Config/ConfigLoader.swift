@@ -151,7 +151,7 @@ private struct Reader {
     func native(_ members: [(key: String, value: JSONNode)], line: Int) throws(ConfigError) -> KVWarmConfig {
         let root = try object(JSONNode(value: .object(members), line: line), "", allowed: [
             "backend", "state_dir", "debounce_ms", "max_wait_ms", "templates", "include_roots", "startup",
-            "max_template_bytes", "watchdog_hang_seconds",
+            "max_template_bytes", "watchdog_hang_seconds", "keep_warm",
         ])
         guard let backendNode = root["backend"] else { throw fail("backend", nil, "missing (it needs at least \"url\")") }
         let b = try object(backendNode, "backend", allowed: [
@@ -249,7 +249,17 @@ private struct Reader {
                 policy = pol
             }
         }
-        return KVWarmConfig(
+        var keepWarm = KVWarmConfig.KeepWarm()
+        if let n = root["keep_warm"] {
+            let k = try object(n, "keep_warm", allowed: ["restores_per_minute", "active_check_ms"])
+            if let r = k["restores_per_minute"] {
+                keepWarm.restoresPerMinute = try integer(r, "keep_warm.restores_per_minute", range: 0...600)
+            }
+            if let a = k["active_check_ms"] {
+                keepWarm.activeCheckInterval = .milliseconds(try integer(a, "keep_warm.active_check_ms", range: 50...60_000))
+            }
+        }
+        var config = KVWarmConfig(
             backend: .init(address: address, apiKeyFile: apiKeyFile, slotSaveDir: slotSaveDir, timeout: timeout,
                            kvTag: kvTag, checkInterval: check, fingerprintInterval: fingerprintCheck),
             stateDir: stateDir, debounce: .milliseconds(debounceMS), maxWait: .milliseconds(maxWaitMS),
@@ -257,6 +267,8 @@ private struct Reader {
             startup: .init(backendWait: wait, onUnavailable: policy),
             maxTemplateBytes: maxBytes, sourcePath: file, notices: [],
             watchdogHang: hang.map { .milliseconds(Int64($0 * 1000)) })
+        config.keepWarm = keepWarm
+        return config
     }
 
     func defaultIncludeRoots(_ templates: [TemplateSpec]) -> [String] {

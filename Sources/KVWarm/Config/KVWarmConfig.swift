@@ -87,6 +87,25 @@ public struct KVWarmConfig: Sendable, Equatable {
         public static let defaultOnUnavailable = UnavailablePolicy.degraded
     }
 
+    /// How templates are put back into idle slots after requests took them (`keep_warm`).
+    public struct KeepWarm: Sendable, Equatable {
+        /// Restores per template in any 60 s (`keep_warm.restores_per_minute`); 0 turns keeping warm off.
+        public var restoresPerMinute: Int
+        /// How often the slots are read while requests are coming in (`keep_warm.active_check_ms`).
+        public var activeCheckInterval: Duration
+
+        /// `keep_warm.restores_per_minute` when absent.
+        public static let defaultRestoresPerMinute = 30
+        /// `keep_warm.active_check_ms` when absent.
+        public static let defaultActiveCheckInterval: Duration = .milliseconds(250)
+
+        public init(restoresPerMinute: Int = defaultRestoresPerMinute,
+                    activeCheckInterval: Duration = defaultActiveCheckInterval) {
+            self.restoresPerMinute = restoresPerMinute
+            self.activeCheckInterval = activeCheckInterval
+        }
+    }
+
     /// `state_dir` when neither the config nor `$STATE_DIRECTORY` sets it.
     public static let defaultStateDir = "/var/lib/kvwarm"
     /// `debounce_ms` when absent.
@@ -101,6 +120,7 @@ public struct KVWarmConfig: Sendable, Equatable {
     public var templates: [TemplateSpec]
     public var includeRoots: [String]
     public var startup: Startup
+    public var keepWarm: KeepWarm = KeepWarm()
     public var maxTemplateBytes: Int
     /// Where the config was read from.
     public var sourcePath: String

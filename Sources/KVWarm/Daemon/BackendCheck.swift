@@ -60,10 +60,12 @@ public struct BackendCheck: Sendable, Equatable {
     /// re-warm starts at once, however long `backend.check_interval_seconds` is.
     public static let downInterval: Duration = .seconds(1)
 
-    /// How long to wait before the next check: `configured` while the backend is up, at most
-    /// ``downInterval`` while it is down (one failed connect or a 503 per probe).
-    public func nextInterval(configured: Duration) -> Duration {
-        down ? min(configured, Self.downInterval) : configured
+    /// How long to wait before the next check: `configured` while the backend is up (at most
+    /// `active` while requests are coming in), at most ``downInterval`` while it is down (one
+    /// failed connect or a 503 per probe).
+    public func nextInterval(configured: Duration, active: Duration? = nil) -> Duration {
+        if down { return min(configured, Self.downInterval) }
+        return active.map { min(configured, $0) } ?? configured
     }
 
     public mutating func probed(_ probe: Probe, known: BackendFingerprint?, now: ContinuousClock.Instant,

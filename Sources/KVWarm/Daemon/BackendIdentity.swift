@@ -14,6 +14,8 @@ public actor BackendIdentity {
     private var recorded: BackendFingerprint?
     public private(set) var restoreIneffective: Set<String>
     public let scheduler: SlotScheduler
+    /// Where templates sit in the slots, for keeping them warm under traffic.
+    public nonisolated let keeper = SlotKeeper()
     private let writer: StateWriter
     private let logger: Logger
 
@@ -56,14 +58,22 @@ public actor BackendIdentity {
     }
 
     /// Records whether the backend with fingerprint digest `digest` clears idle slots
-    /// (``SlotPolicyGuard``), for `kvwarm status`.
-    public func noteIdleSlotsCleared(_ cleared: Bool, digest: String) {
+    /// (``SlotPolicyGuard``), for `kvwarm status`; true when that changed what was recorded.
+    @discardableResult
+    public func noteIdleSlotsCleared(_ cleared: Bool, digest: String) -> Bool {
         var set = Set(writer.state.idleSlotsCleared ?? [])
         let had = set.contains(digest)
         if cleared { set.insert(digest) } else { set.remove(digest) }
-        guard had != cleared else { return }
+        guard had != cleared else { return false }
         writer.update { $0.idleSlotsCleared = set.sorted() }
         writer.writeSoon()
+        return true
+    }
+
+    /// Whether the current backend was seen clearing idle slots.
+    public var clearsIdleSlots: Bool {
+        guard let fp = current else { return false }
+        return (writer.state.idleSlotsCleared ?? []).contains(fp.digest)
     }
 
     /// Applies what a pass found: a fingerprint it read, an ineffective restore, and, after a
@@ -83,8 +93,12 @@ public actor BackendIdentity {
     public func invalidate() {
         current = nil
         scheduler.reset()
+        keeper.reset()
     }
 
     /// Forgets the slot assignments (the backend restarted: its slots are empty).
-    public func restarted() { scheduler.reset() }
+    public func restarted() {
+        scheduler.reset()
+        keeper.reset()
+    }
 }

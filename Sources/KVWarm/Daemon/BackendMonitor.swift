@@ -15,6 +15,11 @@ import ServiceLifecycle
 /// `GET /health` and the full fingerprint at every check instead. The re-warm
 /// restores from KV files wherever the fingerprint allows. The decisions are
 /// ``BackendCheck``'s; this service performs them.
+///
+/// After a check that found the same server up, its slots go to a ``KeepWarmRound``, which
+/// restores templates that requests took or the server cleared. While the slots keep
+/// changing (and for ``KeepWarmPlanner/activeFor`` after), checks run every
+/// `keep_warm.active_check_ms` (default 250) instead.
 public struct BackendMonitor: Service {
     public let coordinator: WarmCoordinator
     public let gate: ReadinessGate
@@ -62,26 +67,37 @@ public struct BackendMonitor: Service {
         // the first check runs at once: it records the slots' task ids right after the startup
         // warm, so a server restarted before the next check is told apart by them
         var first = true
+        let keepWarm = KeepWarmRound(coordinator: coordinator, logger: logger)
         while !Task.isCancelled {
             if !first {
-                let interval = check.nextInterval(configured: await coordinator.parts.config.backend.checkInterval)
+                let config = await coordinator.parts.config
+                let interval = check.nextInterval(configured: config.backend.checkInterval,
+                                                  active: identity.keeper.active() ? config.keepWarm.activeCheckInterval : nil)
                 do { try await Task.sleep(for: interval) } catch { return }
             }
             first = false
             // one read of the parts after the sleep: a reload during it applies to this check
             let parts = await coordinator.parts
-            if await checkOnce(&check, parts, identity) == false { return }
+            var slots: [LlamaClient.SlotInfo]?
+            if await checkOnce(&check, parts, identity, slots: &slots) == false { return }
+            // the slots of a check that found the same server up go to the keep-warm round
+            if let slots, await keepWarm.run(slots, parts: parts) == false { return }
         }
     }
 
-    /// One check; false when the service should stop.
-    private func checkOnce(_ check: inout BackendCheck, _ parts: PipelineParts, _ identity: BackendIdentity) async -> Bool {
+    /// One check; false when the service should stop. `slots` is set when the check saw the
+    /// same server up with these slots (no restart, no re-warm).
+    private func checkOnce(_ check: inout BackendCheck, _ parts: PipelineParts, _ identity: BackendIdentity,
+                           slots: inout [LlamaClient.SlotInfo]?) async -> Bool {
         let known = await identity.fingerprint
         let restarted: Bool
-        switch check.probed(await Self.probe(parts.client), known: known, now: .now,
+        let probe = await Self.probe(parts.client)
+        switch check.probed(probe, known: known, now: .now,
                             fingerprintInterval: parts.config.backend.fingerprintInterval) {
         case .stop: return false
-        case .skip: return true
+        case .skip:
+            if case .up(let s) = probe, known != nil { slots = s }
+            return true
         case .wentDown(let error):
             await identity.invalidate()
             logger.warning("backend \(parts.config.backend.address) unavailable: \(error)", metadata: .stage(.backend, .backendUnavailable, [
@@ -117,7 +133,10 @@ public struct BackendMonitor: Service {
             let previousBuild = await identity.fingerprint?.build
             let changed = await identity.record(fp)
             guard case .all(let reason, let resetSlots) = check.recorded(fp, changed: changed, restarted: restarted,
-                                                                         previousBuild: previousBuild) else { return true }
+                                                                         previousBuild: previousBuild) else {
+                if case .up(let s) = probe { slots = s }
+                return true
+            }
             logger.notice("backend \(changed ? "changed" : "restarted"): re-warming every template",
                           metadata: .stage(.backend, .backendChanged, [
                               LogField.outcome: .string(Outcome.ok.rawValue), LogField.reason: .string(reason),

@@ -48,6 +48,8 @@ public struct PassOutcome: Sendable, Equatable {
     /// The fingerprint digest under which a restore was seen not to take.
     public var restoreIneffective: String?
     public var events: [StageEvent]
+    /// The warm prompt of a pass that warmed (kept for putting the template back later).
+    public var prompt: String?
 
     public init(result: PassResult, record: WarmRecord? = nil, dependencies: Set<String>,
                 fingerprintRead: BackendFingerprint? = nil, restoreIneffective: String? = nil,

@@ -9,7 +9,29 @@
 /// shows `n_prompt_tokens` 0 under the defaults.
 public enum SlotPolicyGuard {
     /// The hint logged and shown by `kvwarm status`.
-    public static let hint = "start llama-server with an explicit -np N (N ≥ templates + concurrent users) or with --no-cache-idle-slots, so idle slots keep their KV"
+    public static let hint = "start llama-server with an explicit -np N (N ≥ templates + concurrent users) or with --no-cache-idle-slots, so idle slots keep their KV and kvwarm need not restore templates after requests"
+
+    /// What kvwarm can do about a server that clears idle slots.
+    public enum Verdict: Sendable, Equatable {
+        /// Templates are put back into the server's RAM prompt cache after requests took them,
+        /// at most `perMinute` times a minute each (``KeepWarmPlanner``).
+        case keptInCache(perMinute: Int)
+        /// Keeping warm is off (`keep_warm.restores_per_minute` 0).
+        case off
+
+        /// The STATUS= words for it.
+        public var status: String {
+            switch self {
+            case .keptInCache: "kvwarm keeps templates in its RAM cache; new conversations may still miss"
+            case .off: "templates go cold under traffic"
+            }
+        }
+    }
+
+    /// The verdict for a server that clears idle slots.
+    public static func verdict(restoresPerMinute: Int) -> Verdict {
+        restoresPerMinute > 0 ? .keptInCache(perMinute: restoresPerMinute) : .off
+    }
 
     /// `warmed`: the slots of the startup warms, in order. Nil when the slots cannot tell
     /// (fewer than two distinct slots, or the earlier slots are busy or unknown).

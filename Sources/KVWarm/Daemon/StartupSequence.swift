@@ -112,7 +112,7 @@ public struct StartupSequence: Service {
         if Task.isCancelled { return }
         let failed = await coordinator.problems.count
         var status = "watching \(Counted.of(total, "template")) (\(failed) failed)"
-        if await checkSlotPolicy(client) { status += "; llama-server clears idle slots: templates go cold under traffic" }
+        if let note = await checkSlotPolicy(client) { status += "; llama-server clears idle slots: \(note)" }
         logger.notice("ready: \(status) after \(Int(started.duration(to: .now).milliseconds)) ms",
                       metadata: .stage(.startup, .startupReady, [
                           LogField.outcome: .string(failed == 0 ? Outcome.ok.rawValue : Outcome.failed.rawValue),
@@ -123,17 +123,27 @@ public struct StartupSequence: Service {
     }
 
     /// After the startup warm: whether the server clears idle slots (``SlotPolicyGuard``);
-    /// says so once with a hint and records it for `kvwarm status`.
-    private func checkSlotPolicy(_ client: LlamaClient) async -> Bool {
+    /// says so once with a hint, records it for `kvwarm status` and returns what STATUS says.
+    private func checkSlotPolicy(_ client: LlamaClient) async -> String? {
         let warmed = await coordinator.takeWarmedSlots()
         guard let fp = await coordinator.identity.fingerprint, let slots = try? await client.slots(),
-              let cleared = SlotPolicyGuard.idleSlotsCleared(warmed: warmed, slots: slots) else { return false }
+              let cleared = SlotPolicyGuard.idleSlotsCleared(warmed: warmed, slots: slots) else { return nil }
         await coordinator.identity.noteIdleSlotsCleared(cleared, digest: fp.digest)
-        guard cleared else { return false }
-        logger.warning("llama-server clears idle slots after every request (its default -np with unified KV and --cache-idle-slots): a warmed template keeps its slot only until the next request of anyone, and new conversations may not find it",
-                       metadata: .stage(.startup, .idleSlotsCleared, [
-                           LogField.reason: .string("idle_slots_cleared"), LogField.hint: .string(SlotPolicyGuard.hint),
-                       ]))
-        return true
+        guard cleared else { return nil }
+        let config = await coordinator.parts.config
+        let verdict = SlotPolicyGuard.verdict(restoresPerMinute: config.keepWarm.restoresPerMinute)
+        let metadata = Logger.Metadata.stage(.startup, .idleSlotsCleared, [
+            LogField.reason: .string("idle_slots_cleared"), LogField.hint: .string(SlotPolicyGuard.hint),
+        ])
+        let what = "llama-server clears idle slots after every request (its default -np with unified KV and --cache-idle-slots): a warmed template keeps its slot only until the next request of anyone"
+        switch verdict {
+        case .keptInCache(let n):
+            logger.warning("\(what); kvwarm puts templates back into llama-server's RAM prompt cache after requests took them (at most \(n) times a minute each), but older conversations in that cache can still win the server's choice, so new conversations may miss",
+                           metadata: metadata)
+        case .off:
+            logger.warning("\(what), and keep_warm.restores_per_minute is 0: new conversations may not find the templates",
+                           metadata: metadata)
+        }
+        return verdict.status
     }
 }

@@ -187,7 +187,9 @@ private struct Run {
                 record(.persistFailed(error))
             }
         }
-        return outcome(.warmed(report.mode), record: rec, ineffective: ineffective)
+        var done = outcome(.warmed(report.mode), record: rec, ineffective: ineffective)
+        done.prompt = prompt
+        return done
     }
 
     private mutating func record(_ event: StageEvent) {

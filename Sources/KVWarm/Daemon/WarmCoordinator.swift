@@ -99,6 +99,21 @@ public actor WarmCoordinator {
         return warmedSlots ?? []
     }
 
+    /// The templates keeping warm may restore (a KV file saved on the current backend, restores
+    /// that take there, no open problem), and whether no pass is queued or running.
+    public func keepWarmCandidates() async -> (candidates: [KeepWarmPlanner.Candidate], idle: Bool) {
+        guard let fp = await identity.fingerprint, !(await identity.restoreIneffective.contains(fp.digest)) else {
+            return ([], machine.isIdle)
+        }
+        let state = writer.state
+        let candidates = parts.config.templates.compactMap { t -> KeepWarmPlanner.Candidate? in
+            guard problems[t.name] == nil, let r = state.templates[t.name], r.fingerprint == fp.digest,
+                  let file = r.kvFile, let n = r.promptTokens, n > 0 else { return nil }
+            return KeepWarmPlanner.Candidate(name: t.name, kvFile: file, tokens: n)
+        }
+        return (candidates, machine.isIdle)
+    }
+
     /// Passes completed so far and the template in flight, for STATUS.
     public func progress() -> (done: Int, current: String?) { (machine.completed, machine.inFlight) }
 
@@ -199,7 +214,10 @@ public actor WarmCoordinator {
             dependencies[name] = outcome.dependencies
             dependencySink.yield(dependencies)
         }
-        for case .warmed(let report, _) in outcome.events { warmedSlots?.append(report.slot) }
+        for case .warmed(let report, _) in outcome.events {
+            warmedSlots?.append(report.slot)
+            if configured { identity.keeper.placed(name, slot: report.slot, tokens: report.promptTokens, prompt: outcome.prompt) }
+        }
         let previousProblem = problems[name]
         switch outcome.result {
         // a warm that could not be saved counts as failed: it is warm in memory only, and

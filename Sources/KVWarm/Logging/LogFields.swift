@@ -26,7 +26,7 @@ public enum LogField {
 
 /// A pipeline stage, as written in the `STAGE` field.
 public enum Stage: String, Sendable, CaseIterable {
-    case watch, debounce, hash, render, warm, persist, startup, reload, backend, shutdown
+    case watch, debounce, hash, render, warm, persist, keep, startup, reload, backend, shutdown
 }
 
 /// What became of a stage's work, as written in the `OUTCOME` field.
@@ -58,6 +58,10 @@ public enum MessageID: String, Sendable, CaseIterable {
     case warmProgress = "ec59c9b681184f48813d369ea292fb66"
     case restoreIneffective = "518ff366bec44aa09af38bae588ac946"
     case idleSlotsCleared = "7c2f4e9a1b6d4f0e8a35c1d2e9b7f604"
+    case keptWarm = "a134f5b091774980a00d57a3978f47e7"
+    case keepWarmSummary = "6cd1c43838be4f43bb9fbd1751838851"
+    case keepWarmBudget = "fc55f5effeba4d1b982044745b7ab220"
+    case keepWarmFailed = "97495fc8f0fc4a95a45371c2c31e9cd0"
     case persisted = "d89301a29dd647699483573bbc789828"
     case persistFailed = "8bb4afb9548f4ae2a9e62f7b2c5b02f0"
     case startupBegin = "fa5ede2bc10143a696698d9da32e23f2"

@@ -52,6 +52,17 @@ public struct StateStore: Sendable {
         }
     }
 
+    /// The state file's content when it is readable and of the current schema; nil otherwise.
+    /// Unlike ``load()`` it never moves the file.
+    public func peek() -> WarmState? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        guard let state = try? decoder.decode(WarmState.self, from: data),
+              state.schemaVersion == WarmState.currentSchema else { return nil }
+        return state
+    }
+
     private func moveAside() -> String? {
         let target = path + ".unreadable"
         try? FileManager.default.removeItem(atPath: target)

@@ -20,6 +20,8 @@ public struct BackendFingerprint: Sendable, Equatable, Codable {
     public var kvTag: String?
     /// `build_info`, not part of ``digest``.
     public var build: String
+    /// The text of the model's end-of-sequence token (`eos_token`), not part of ``digest``.
+    public var eosToken: String? = nil
 
     /// Lowercase hex SHA-256 over every field but `build`.
     public var digest: String {
@@ -66,6 +68,7 @@ public struct BackendFingerprint: Sendable, Equatable, Codable {
             nEmbd: LlamaClient.int(meta["n_embd"]) ?? 0,
             nCtxTrain: LlamaClient.int(meta["n_ctx_train"]) ?? 0,
             kvTag: kvTag,
-            build: props["build_info"] as? String ?? "")
+            build: props["build_info"] as? String ?? "",
+            eosToken: (props["eos_token"] as? String).flatMap { $0.isEmpty ? nil : $0 })
     }
 }

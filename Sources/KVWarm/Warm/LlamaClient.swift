@@ -20,6 +20,8 @@ public struct LlamaClient: Sendable {
         public var idTask: Int?
         /// Tokens held in the slot's KV, when the slot has had a task.
         public var promptTokens: Int?
+        /// Prompt tokens the running task reused from the cache (`n_prompt_tokens_cache`; 0 once it ended).
+        public var cachedTokens: Int? = nil
     }
 
     /// What a completion reported about its prompt.
@@ -63,7 +65,8 @@ public struct LlamaClient: Sendable {
             guard let id = Self.int(o["id"]) else { throw .malformed("GET /slots entry without id") }
             return SlotInfo(id: id, nCtx: Self.int(o["n_ctx"]) ?? 0,
                             isProcessing: (o["is_processing"] as? Bool) ?? false,
-                            idTask: Self.int(o["id_task"]), promptTokens: Self.int(o["n_prompt_tokens"]))
+                            idTask: Self.int(o["id_task"]), promptTokens: Self.int(o["n_prompt_tokens"]),
+                            cachedTokens: Self.int(o["n_prompt_tokens_cache"]))
         }
     }
 
@@ -90,9 +93,11 @@ public struct LlamaClient: Sendable {
         return toks.compactMap { Self.int($0) }
     }
 
-    /// `POST /completion` of `prompt` with one predicted token, caching the prompt in `slot` (-1: server's choice).
-    public func complete(prompt: String, slot: Int, timeout: Duration? = nil) async throws(BackendError) -> CompletionResult {
-        let body: [String: Any] = ["prompt": prompt, "n_predict": 1, "cache_prompt": true, "id_slot": slot,
+    /// `POST /completion` of `prompt` with `predict` predicted tokens (default 1), caching the prompt in
+    /// `slot` (-1: server's choice).
+    public func complete(prompt: String, slot: Int, predict: Int = 1,
+                         timeout: Duration? = nil) async throws(BackendError) -> CompletionResult {
+        let body: [String: Any] = ["prompt": prompt, "n_predict": predict, "cache_prompt": true, "id_slot": slot,
                                    "temperature": 0, "stream": false]
         let o = try object(await call("POST", "/completion", json: body, timeout: timeout))
         guard let t = o["timings"] as? [String: Any], let evaluated = Self.int(o["tokens_evaluated"]) else {
@@ -111,10 +116,20 @@ public struct LlamaClient: Sendable {
         return SaveResult(savedTokens: n, bytesWritten: Self.int(o["n_written"]) ?? 0)
     }
 
+    public struct RestoreResult: Sendable, Equatable {
+        /// Tokens the slot holds after the restore (`n_restored`).
+        public var restoredTokens: Int
+        /// The server's time for the restore (`timings.restore_ms`; 0 when absent).
+        public var restoreMS: Double
+    }
+
     /// `POST /slots/{id}?action=restore`; an answer without `n_restored` is malformed.
-    public func restoreSlot(_ slot: Int, fileName: String) async throws(BackendError) {
+    @discardableResult
+    public func restoreSlot(_ slot: Int, fileName: String) async throws(BackendError) -> RestoreResult {
         let o = try object(await call("POST", "/slots/\(slot)?action=restore", json: ["filename": fileName]))
-        guard Self.int(o["n_restored"]) != nil else { throw .malformed("restore without n_restored") }
+        guard let n = Self.int(o["n_restored"]) else { throw .malformed("restore without n_restored") }
+        let ms = ((o["timings"] as? [String: Any])?["restore_ms"] as? Double) ?? 0
+        return RestoreResult(restoredTokens: n, restoreMS: ms)
     }
 
     // MARK: - plumbing

@@ -107,10 +107,21 @@ struct ConfigSandbox {
         #expect(c.startup.onUnavailable == .degraded)
         #expect(c.stateDir == "/var/lib/kvwarm")
         #expect(c.maxTemplateBytes == ConfigLoader.defaultMaxTemplateBytes)
+        #expect(c.keepWarm == KVWarmConfig.KeepWarm(restoresPerMinute: 30, activeCheckInterval: .milliseconds(250)))
         #expect(c.includeRoots == ["\(box.t)/tpl"], "defaults to the templates' directories")
         #expect(c.templates == [TemplateSpec(name: "code", path: "\(box.t)/tpl/code.txt")])
         #expect(c.templates[0].endpoint == .chat)
         #expect(c.templates[0].role == .user)
+    }
+
+    @Test func keepWarmCanBeTunedOrTurnedOff() throws {
+        let box = try ConfigSandbox()
+        defer { box.dir.remove() }
+        let c = try box.load("""
+        {"backend": {"url": "http://h:1"}, "templates": {"code": "$T/tpl/code.txt"},
+         "keep_warm": {"restores_per_minute": 0, "active_check_ms": 1000}}
+        """)
+        #expect(c.keepWarm == KVWarmConfig.KeepWarm(restoresPerMinute: 0, activeCheckInterval: .seconds(1)))
     }
 
     @Test func longDebounceRaisesTheDefaultMaxWait() throws {
@@ -228,6 +239,14 @@ struct ConfigSandbox {
             key: "startup.wait", line: 4),
         Bad(label: "unknown template key", text: "{\n  \(backend),\n  \"templates\": {\"code\": {\"path\": \"$T/tpl/code.txt\", \"mode\": \"x\"}}\n}",
             key: "templates.code.mode", line: 3),
+        Bad(label: "unknown keep_warm key", text: "{\n  \(backend),\n  \(templates),\n  \"keep_warm\": {\"restores\": 1}\n}",
+            key: "keep_warm.restores", line: 4),
+        Bad(label: "keep_warm budget out of range",
+            text: "{\n  \(backend),\n  \(templates),\n  \"keep_warm\": {\"restores_per_minute\": 601}\n}",
+            key: "keep_warm.restores_per_minute", line: 4),
+        Bad(label: "keep_warm check too fast",
+            text: "{\n  \(backend),\n  \(templates),\n  \"keep_warm\": {\"active_check_ms\": 10}\n}",
+            key: "keep_warm.active_check_ms", line: 4),
         Bad(label: "missing backend", text: "{\n  \(templates)\n}", key: "backend"),
         Bad(label: "missing url", text: "{\n  \"backend\": {},\n  \(templates)\n}", key: "backend.url"),
         Bad(label: "missing templates", text: "{\n  \(backend)\n}", key: "templates"),

@@ -60,6 +60,16 @@ import Testing
         #expect(BackendCheck(down: true).nextInterval(configured: .seconds(5)) == .seconds(1), "a degraded start polls fast too")
     }
 
+    @Test func whileRequestsComeInTheSlotsAreReadAtTheActiveInterval() {
+        let up = BackendCheck(down: false)
+        #expect(up.nextInterval(configured: .seconds(5), active: .milliseconds(250)) == .milliseconds(250))
+        #expect(up.nextInterval(configured: .milliseconds(100), active: .milliseconds(250)) == .milliseconds(100),
+                "never slower than configured")
+        #expect(up.nextInterval(configured: .seconds(5), active: nil) == .seconds(5))
+        #expect(BackendCheck(down: true).nextInterval(configured: .seconds(5), active: .milliseconds(250)) == .seconds(1),
+                "a backend that is down is probed once a second, traffic or not")
+    }
+
     @Test func taskIdsGoingBackwardsAreARestartWithoutAnOutage() {
         var c = BackendCheck(down: false)
         _ = c.probed(.up(slots: [Self.slot(0, task: 90)]), known: Self.fp(), now: t0, fingerprintInterval: every)
