@@ -45,6 +45,7 @@ install -D -m 0644 "$here/tmpfiles.d/kvwarm.conf" "$pkg/usr/lib/tmpfiles.d/kvwar
 install -D -m 0644 "$here/config.example.json" "$pkg/etc/kvwarm/config.json"
 install -D -m 0644 "$here/copyright" "$pkg/usr/share/doc/kvwarm/copyright"
 install -D -m 0644 "$here/config.example.json" "$pkg/usr/share/doc/kvwarm/examples/config.json"
+install -D -m 0644 "$here/llama-server.service.example" "$pkg/usr/share/doc/kvwarm/examples/llama-server.service"
 if [[ -f README.md ]]; then install -D -m 0644 README.md "$pkg/usr/share/doc/kvwarm/README.md"; fi
 mkdir -p "$pkg/usr/share/doc/kvwarm/docs"
 for f in docs/*.md; do [[ -e "$f" ]] && install -m 0644 "$f" "$pkg/usr/share/doc/kvwarm/docs/"; done

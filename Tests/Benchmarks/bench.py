@@ -31,7 +31,7 @@ import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAKE = os.path.join(REPO, "Tests", "Fixtures", "fake_llama_server.py")
-SECTIONS = ["reaction", "burst", "idle", "quiet", "scale", "server"]
+SECTIONS = ["reaction", "burst", "idle", "quiet", "scale", "server", "traffic"]
 
 
 def log(msg):
@@ -833,6 +833,21 @@ def server_section(args, work, binary):
     return res
 
 
+def traffic_section(args, binary):
+    """Tests/Benchmarks/traffic.py (needs the openai venv): no kvwarm, the baseline, this build."""
+    python = os.environ.get("KVWARM_TEST_PYTHON", os.path.expanduser("~/.cache/kvwarm-test/venv/bin/python"))
+    server = os.environ.get("LLAMA_SERVER", os.path.expanduser("~/.cache/kvwarm-test/bin/llama-server"))
+    model = os.environ.get("KVWARM_TEST_MODEL", os.path.expanduser("~/.cache/kvwarm-test/models/gemma-3-270m-q4_k_m.gguf"))
+    out = os.path.join(os.path.dirname(os.path.abspath(args.out)), "traffic.json")
+    cmd = [python, os.path.join(REPO, "Tests", "Benchmarks", "traffic.py"), "--server", server, "--model", model,
+           "--binary", binary, "--rounds", str(args.traffic_rounds), "--out", out]
+    if args.baseline_binary:
+        cmd += ["--baseline-binary", os.path.abspath(args.baseline_binary)]
+    log("traffic: " + " ".join(cmd))
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return json.load(open(out))
+
+
 # --------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------
@@ -994,6 +1009,11 @@ def report(r):
                     label, fmt(o["overhead_ms_per_warm"], 2), fmt(o["overhead_ms_per_warm"], 2),
                     fmt(o["overhead_ms_per_warm_median"], 2), fmt(o["overhead_ms_per_warm_p99"], 2)))
         L.append("")
+    if "traffic" in r:
+        sys.path.insert(0, os.path.join(REPO, "Tests", "Benchmarks"))
+        import traffic
+        L.append(traffic.report(r["traffic"]))
+        L.append("")
     return "\n".join(L)
 
 
@@ -1008,6 +1028,8 @@ def main():
     ap.add_argument("--idle-seconds", type=float, default=60)
     ap.add_argument("--ctx", type=int, default=16384)
     ap.add_argument("--only", default=",".join(SECTIONS))
+    ap.add_argument("--baseline-binary", help="kvwarm before issue 14, for the traffic section")
+    ap.add_argument("--traffic-rounds", type=int, default=5)
     ap.add_argument("--out", default="/tmp/kvwarm-bench/results.json")
     ap.add_argument("--report-only", metavar="JSON", help="print the report of an earlier run's results file")
     ap.add_argument("--merge", metavar="JSON", action="append", default=[],
@@ -1054,6 +1076,9 @@ def main():
             save()
         if "server" in only:
             r["server"] = server_section(args, work, binary)
+            save()
+        if "traffic" in only:
+            r["traffic"] = traffic_section(args, binary)
             save()
     finally:
         r["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
