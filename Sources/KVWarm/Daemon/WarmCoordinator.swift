@@ -12,6 +12,8 @@ public actor WarmCoordinator {
     public private(set) var parts: PipelineParts
     public nonisolated let identity: BackendIdentity
     public nonisolated let writer: StateWriter
+    /// The counters of the metrics file.
+    public nonisolated let metrics = MetricsRegistry()
     private var machine: WarmQueue
     private let log: StageLog
     /// Sleeps for a retry's delay; throws when cancelled.
@@ -35,6 +37,10 @@ public actor WarmCoordinator {
     private var warmedSlots: [Int]? = []
     /// The queue when the worker was told to stop (named when the pass in flight is cut short).
     private var waitingAtStop: [String] = []
+    /// A keep-warm round holds the slots (``beginKeepWarm()``): passes wait for its end.
+    private var keepWarmActive = false
+    /// The pass the machine started while a keep-warm round held the slots.
+    private var deferredStart: String?
 
     public init(parts: PipelineParts, identity: BackendIdentity, writer: StateWriter, logger: Logger,
                 backoff: Backoff = Backoff(),
@@ -59,6 +65,7 @@ public actor WarmCoordinator {
     public func enqueue<S: Sequence>(_ names: S, announce: Bool = false) where S.Element == String {
         let before = Set(machine.queue)
         perform(machine.enqueue(names.filter { parts.config.template(named: $0) != nil }))
+        if Set(machine.queue) != before { metrics.touch() }
         guard announce, let current = machine.inFlight, let since = inFlightSince else { return }
         for n in machine.queue where !before.contains(n) {
             log.queued(n, behind: current, for: since.duration(to: .now))
@@ -112,6 +119,44 @@ public actor WarmCoordinator {
             return KeepWarmPlanner.Candidate(name: t.name, kvFile: file, tokens: n)
         }
         return (candidates, machine.isIdle)
+    }
+
+    private func countForMetrics(_ name: String, _ outcome: PassOutcome, elapsed: Double) {
+        switch outcome.result {
+        case .warmed(let mode):
+            let ms = outcome.events.lazy.compactMap { e -> Double? in
+                if case .warmed(let r, _) = e { return r.durationMS } else { return nil }
+            }.first
+            metrics.warmed(name, mode: mode.rawValue, ok: outcome.record?.lastError == nil, seconds: ms.map { $0 / 1000 } ?? elapsed)
+        case .backendFailed(.cancelled), .removed: metrics.touch()
+        case .backendFailed, .templateFailed: metrics.warmed(name, mode: nil, ok: false, seconds: elapsed)
+        }
+    }
+
+    /// Each configured template's state, last warm and counters, for the metrics file.
+    public func metricsTemplates() async -> [MetricsSnapshot.Template] {
+        let ineffective = await identity.restoreIneffective
+        let state = writer.state
+        let waiting = Set(machine.queue).union(machine.inFlight.map { [$0] } ?? [])
+        return parts.config.templates.map { t in
+            let r = state.templates[t.name]
+            let s: MetricsSnapshot.State
+            if waiting.contains(t.name) { s = .pending }
+            else if problems[t.name] != nil { s = .failed }
+            else if r?.digest == nil { s = .never }
+            else if let fp = r?.fingerprint, ineffective.contains(fp) { s = .ineffective }
+            else { s = .warm }
+            var m = MetricsSnapshot.Template(name: t.name, backend: "default", state: s)
+            metrics.fill(&m)
+            if let r, r.warmedAt != nil {
+                m.lastMode = r.mode?.rawValue
+                m.lastDurationMS = r.warmMS
+                m.lastPromptTokens = r.promptTokens
+                m.lastCachedTokens = r.cachedTokens
+                m.lastWarmedAt = r.warmedAt
+            }
+            return m
+        }
     }
 
     /// Passes completed so far and the template in flight, for STATUS.
@@ -178,7 +223,28 @@ public actor WarmCoordinator {
         drainWaiters = []
     }
 
+    /// Lets a keep-warm round use the slots: true when no pass is queued or running, and then no
+    /// pass starts until ``endKeepWarm()``, so the two never pick the same idle slot.
+    public func beginKeepWarm() -> Bool {
+        guard machine.isIdle, !machine.stopped, !keepWarmActive else { return false }
+        keepWarmActive = true
+        return true
+    }
+
+    /// Ends the round begun with ``beginKeepWarm()``; a pass queued meanwhile starts now.
+    public func endKeepWarm() {
+        keepWarmActive = false
+        if let name = deferredStart {
+            deferredStart = nil
+            start(name)
+        }
+    }
+
     private func start(_ name: String) {
+        if keepWarmActive {
+            deferredStart = name
+            return
+        }
         inFlightSince = .now
         guard let spec = parts.config.template(named: name) else {
             inFlightTask = Task { self.passEnded(name, PassOutcome(result: .removed, dependencies: [])) }  // isolated to self
@@ -204,6 +270,8 @@ public actor WarmCoordinator {
     }
 
     private func passEnded(_ name: String, _ outcome: PassOutcome) {
+        let elapsed = inFlightSince.map { Double($0.duration(to: .now).milliseconds) / 1000 } ?? 0
+        countForMetrics(name, outcome, elapsed: elapsed)
         progressTask?.cancel()
         progressTask = nil
         inFlightTask = nil

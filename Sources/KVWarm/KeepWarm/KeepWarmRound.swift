@@ -4,7 +4,9 @@ import Logging
 /// and does it (restores into slots, publishes into the RAM cache, log records, the idle-slot
 /// finding).
 ///
-/// Restores wait while a warm pass is queued or running, so they never race a pass for a slot.
+/// A round acts only when no warm pass is queued or running, and holds the slots until it ends
+/// (``WarmCoordinator/beginKeepWarm()``): a pass queued meanwhile starts after it, so the two
+/// never pick the same idle slot.
 /// A restore that the server refuses (its KV file gone, for example) queues a pass of the
 /// template, which prefills and saves it again.
 public struct KeepWarmRound: Sendable {
@@ -21,28 +23,34 @@ public struct KeepWarmRound: Sendable {
         let identity = coordinator.identity
         let keeper = identity.keeper
         let perMinute = parts.config.keepWarm.restoresPerMinute
-        let (candidates, idle) = await coordinator.keepWarmCandidates()
+        let (candidates, _) = await coordinator.keepWarmCandidates()
         let eos = await identity.fingerprint?.eosToken
-        let actions = keeper.observe(slots, candidates: candidates, perMinute: perMinute, mayRestore: idle,
-                                     clearing: await identity.clearsIdleSlots, sentinel: eos != nil)
+        let clearing = await identity.clearsIdleSlots
+        // the slots are this round's until it ends: no pass starts meanwhile
+        let mayRestore = await coordinator.beginKeepWarm()
+        let actions = keeper.observe(slots, candidates: candidates, perMinute: perMinute, mayRestore: mayRestore,
+                                     clearing: clearing, sentinel: eos != nil)
         var ownSlot: Int?
-        for action in actions {
+        var cancelled = false
+        rounds: for action in actions {
             switch action {
             case .publish(let name, let slot, let file, let prompt, let tokens):
                 ownSlot = slot
                 guard let eos else { break }
                 switch await publish(name, slot: slot, file: file, prompt: prompt, tokens: tokens, eos: eos, parts.client) {
-                case .cancelled: return false
+                case .cancelled: cancelled = true; break rounds
                 case .failed(let error):
                     keeper.publishEnded(name, ok: false, serverMS: 0)
                     if !error.isTransient { await coordinator.enqueue([name]) }
                 case .done(let ok, let ms):
                     keeper.publishEnded(name, ok: ok, serverMS: ms)
+                    if ok { coordinator.metrics.keptWarm(name) }
                 }
             case .restore(let name, let slot, let file):
                 do {
                     let r = try await parts.client.restoreSlot(slot, fileName: file)
                     keeper.restoreEnded(name, slot: slot, restoredTokens: r.restoredTokens, restoreMS: r.restoreMS)
+                    coordinator.metrics.keptWarm(name)
                     identity.scheduler.used(slot, by: name)
                     logger.debug("kept warm: restored into slot \(slot) (\(r.restoredTokens) tokens, \(Self.ms(r.restoreMS)) ms)",
                                  metadata: .stage(.keep, .keptWarm, template: name, [
@@ -52,7 +60,7 @@ public struct KeepWarmRound: Sendable {
                                  ]))
                 } catch {
                     keeper.restoreEnded(name, slot: slot, restoredTokens: nil)
-                    if error == .cancelled { return false }
+                    if error == .cancelled { cancelled = true; break rounds }
                     logger.warning("keeping warm failed: restoring \(file) into slot \(slot): \(error)",
                                    metadata: .stage(.keep, .keepWarmFailed, template: name, [
                                        LogField.outcome: .string(Outcome.failed.rawValue),
@@ -80,11 +88,12 @@ public struct KeepWarmRound: Sendable {
                 }
             }
         }
-        if let own = ownSlot {
+        if !cancelled, let own = ownSlot, let after = try? await parts.client.slots() {
             // the slots after kvwarm's own requests are the baseline of the next round
-            guard let after = try? await parts.client.slots() else { return !Task.isCancelled }
             keeper.ownRequestsDone(after, own: own, candidates: candidates)
         }
+        if mayRestore { await coordinator.endKeepWarm() }
+        if cancelled || Task.isCancelled { return false }
         if let s = keeper.summaryDue() {
             logger.info("kept templates warm: \(Counted.of(s.restores, "restore")) in the last \(Int(s.over.milliseconds / 60_000)) min, \(Self.ms(s.restoreMS)) ms of server time",
                         metadata: .stage(.keep, .keepWarmSummary, [
