@@ -39,6 +39,7 @@ pkg="$stage/kvwarm"
 install -D -m 0755 "$bin" "$pkg/usr/bin/kvwarm"
 strip --strip-unneeded "$pkg/usr/bin/kvwarm" 2>/dev/null || true
 install -D -m 0644 "$here/kvwarm.service" "$pkg/lib/systemd/system/kvwarm.service"
+install -D -m 0644 "$here/kvwarm@.service" "$pkg/lib/systemd/system/kvwarm@.service"
 install -D -m 0644 "$here/kvwarm.catalog" "$pkg/usr/lib/systemd/catalog/kvwarm.catalog"
 install -D -m 0644 "$here/sysusers.d/kvwarm.conf" "$pkg/usr/lib/sysusers.d/kvwarm.conf"
 install -D -m 0644 "$here/tmpfiles.d/kvwarm.conf" "$pkg/usr/lib/tmpfiles.d/kvwarm.conf"
@@ -105,7 +106,7 @@ if [ "$1" = configure ]; then
         # an upgrade restarts a running kvwarm; a fresh install is left stopped
         # until the config is edited and the unit enabled
         if [ -n "$2" ]; then
-            systemctl try-restart kvwarm.service || true
+            systemctl try-restart kvwarm.service 'kvwarm@*.service' || true
         fi
     fi
 fi
@@ -116,7 +117,7 @@ cat > "$pkg/DEBIAN/prerm" <<'PRERM'
 #!/bin/sh
 set -e
 if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
-    systemctl stop kvwarm.service || true
+    systemctl stop kvwarm.service 'kvwarm@*.service' || true
 fi
 exit 0
 PRERM

@@ -13,6 +13,10 @@ struct StatusCommand: AsyncParsableCommand {
 
     @OptionGroup var config: ConfigOptions
     @Flag(name: .long, help: "Print JSON instead of a table.") var json = false
+    @Flag(name: .long, help: ArgumentHelp(
+        "Readiness probe: exit 0 only when kvwarm runs on this state directory, has sent READY=1 and every template is warm with its current content (from the state file; the backend is not contacted); 1 otherwise.",
+        discussion: "For a Kubernetes readinessProbe or a systemd ExecCondition; prints one line."))
+    var ready = false
 
     func run() async throws {
         let c = try config.load()
@@ -24,6 +28,7 @@ struct StatusCommand: AsyncParsableCommand {
         case .absent: stateNote = "no state file yet at \(store.path)"
         case .discarded(let r, _): stateNote = "state file unreadable: \(r)"
         }
+        if ready { try readiness(c, state: state, stateNote: stateNote) }
         let key = try? KVWarmDaemon.readAPIKey(c)
         let client = LlamaClient(transport: CurlTransport(address: c.backend.address, apiKey: key ?? nil),
                                  timeout: .seconds(5))
@@ -104,6 +109,26 @@ struct StatusCommand: AsyncParsableCommand {
                 .joined(separator: "  ").trimmingCharacters(in: .whitespaces))
         }
         if exit != 0 { throw ExitCode(exit) }
+    }
+
+    /// `--ready`: one line and exit 0 (ready) or 1 (not ready).
+    private func readiness(_ c: KVWarmConfig, state: WarmState, stateNote: String?) throws {
+        let loader = SnapshotLoader(includeRoots: c.includeRoots, maxBytes: c.maxTemplateBytes)
+        let notWarm = c.templates.filter { TemplateState.of($0, record: state.templates[$0.name], loader: loader).label != "warm" }
+        let why: String?
+        if InstanceLock.holder(directory: c.stateDir) == .none {
+            why = "no kvwarm runs on state_dir \(c.stateDir)"
+        } else if !InstanceLock.isReady(directory: c.stateDir) {
+            why = "kvwarm runs but its startup warm has not finished"
+        } else if let stateNote, !c.templates.isEmpty, state.templates.isEmpty {
+            why = stateNote
+        } else if !notWarm.isEmpty {
+            why = "not warm: \(notWarm.map(\.name).joined(separator: ", "))"
+        } else {
+            why = nil
+        }
+        print(why.map { "not ready: \($0)" } ?? "ready: \(Counted.of(c.templates.count, "template")) warm")
+        throw ExitCode(why == nil ? 0 : 1)
     }
 }
 

@@ -166,6 +166,54 @@ T0=$(now_ms); sc stop kvwarm.service; T1=$(now_ms)
 check "6. systemctl --user stop (idle) → inactive, status 0 in $((T1 - T0)) ms (< 5000)" \
   stop_ok $((T1 - T0))
 
+# ---- 8. kvwarm@.service: one instance per llama-server, each with its config and state -------
+check "8. packaging/kvwarm@.service is what packaging/make-instance-unit.sh derives from kvwarm.service" \
+  bash -c "diff <(bash '$ROOT/packaging/make-instance-unit.sh') '$ROOT/packaging/kvwarm@.service'"
+for u in kvwarm.service kvwarm@.service; do
+  cp "$ROOT/packaging/$u" "$WORK/$u"
+  score=$(systemd-analyze security --offline=yes "$WORK/$u" 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+  check "8. systemd-analyze security --offline $u: exposure ${score:-?} (≤ 2.0)" \
+    python3 -c "import sys; sys.exit(0 if '${score:-99}' and float('${score:-99}') <= 2.0 else 1)"
+done
+words 120 alpha >"$TPL/alpha.txt"
+words 140 beta >"$TPL/beta.txt"
+for i in alpha beta; do
+  python3 -c 'import json, sys; json.dump({"backend": {"url": sys.argv[2], "slot_save_dir": sys.argv[3], "timeout_seconds": 120},
+    "templates": {sys.argv[4]: sys.argv[5]}, "startup": {"backend_wait_seconds": 30}}, open(sys.argv[1], "w"))' \
+    "$WORK/etc/$i.json" "http://127.0.0.1:$LLAMA_PORT" "$WORK/slots/real" "$i" "$TPL/$i.txt"
+done
+sc start kvwarm@alpha.service kvwarm@beta.service; inst_rc=$?
+iprop() { sc show -p "$2" --value "kvwarm@$1.service"; }
+check "8. systemctl --user start kvwarm@alpha kvwarm@beta: both active, each READY with its one template" \
+  bash -c "[ $inst_rc -eq 0 ] && for i in alpha beta; do
+    [ \"\$(systemctl --user show -p ActiveState --value kvwarm@\$i.service)\" = active ] || exit 1
+    [[ \"\$(systemctl --user show -p StatusText --value kvwarm@\$i.service)\" == 'watching 1 template (0 failed)'* ]] || exit 1
+  done"
+inst_state() { tr '\0' '\n' </proc/"$(iprop "$1" MainPID)"/environ | sed -n 's/^STATE_DIRECTORY=//p'; }
+check "8. each instance has its own state directory and state.json with only its template" bash -c '
+  a=$1 b=$2; [ -n "$a" ] && [ "$a" != "$b" ] || exit 1
+  python3 - "$a/state.json" alpha "$b/state.json" beta <<"PY"
+import json, sys
+for path, name in ((sys.argv[1], sys.argv[2]), (sys.argv[3], sys.argv[4])):
+    t = json.load(open(path))["templates"]
+    assert list(t) == [name], (path, list(t))
+PY' _ "$(inst_state alpha)" "$(inst_state beta)"
+check "8. journald tells the instances apart (records of kvwarm@alpha.service's cgroup name only alpha)" bash -c '
+  journalctl --no-pager -o json -t kvwarm STAGE=warm | python3 -c "
+import json, sys
+by = {}
+for line in sys.stdin:
+    if line.strip():
+        r = json.loads(line)
+        by.setdefault(r.get(\"_SYSTEMD_CGROUP\", \"\").rsplit(\"/\", 1)[-1], set()).add(r.get(\"TEMPLATE\"))
+print(by)
+sys.exit(0 if by.get(\"kvwarm@alpha.service\") == {\"alpha\"} and by.get(\"kvwarm@beta.service\") == {\"beta\"} else 1)"'
+sc stop kvwarm@beta.service
+check "8. stopping kvwarm@beta leaves kvwarm@alpha running" \
+  bash -c "[ \"\$(systemctl --user show -p ActiveState --value kvwarm@alpha.service)\" = active ] && \
+           [ \"\$(systemctl --user show -p ActiveState --value kvwarm@beta.service)\" = inactive ]"
+sc stop kvwarm@alpha.service
+
 kill -TERM "$LLAMA_PID" 2>/dev/null; wait "$LLAMA_PID" 2>/dev/null; LLAMA_PID=
 
 # ============================================================================================

@@ -208,6 +208,11 @@ cat >"$UNIT_DIR/kvwarm.service.d/10-slots.conf" <<EOF
 [Service]
 ReadWritePaths=$WORK/slots
 EOF
+# kvwarm@.service as shipped (its config is $WORK/etc/%i.json here), with the same slot drop-in.
+bash "$HERE/make-unit.sh" "$ROOT/packaging/kvwarm@.service" "$KVBIN" "$WORK/etc/%i.json" >"$UNIT_DIR/kvwarm@.service" \
+  || die "make-unit.sh (kvwarm@.service)"
+mkdir -p "$UNIT_DIR/kvwarm@.service.d"
+cp "$UNIT_DIR/kvwarm.service.d/10-slots.conf" "$UNIT_DIR/kvwarm@.service.d/10-slots.conf"
 sc daemon-reload || die "daemon-reload"
 # StateDirectory=kvwarm of a user manager (systemd 252) is $XDG_CONFIG_HOME/kvwarm.
 KVWARM_STATE_DIR=$XDG_CONFIG_HOME/kvwarm

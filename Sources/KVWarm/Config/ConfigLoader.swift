@@ -151,7 +151,7 @@ private struct Reader {
     func native(_ members: [(key: String, value: JSONNode)], line: Int) throws(ConfigError) -> KVWarmConfig {
         let root = try object(JSONNode(value: .object(members), line: line), "", allowed: [
             "backend", "state_dir", "debounce_ms", "max_wait_ms", "templates", "include_roots", "startup",
-            "max_template_bytes", "watchdog_hang_seconds", "keep_warm",
+            "max_template_bytes", "watchdog_hang_seconds", "keep_warm", "metrics_file",
         ])
         guard let backendNode = root["backend"] else { throw fail("backend", nil, "missing (it needs at least \"url\")") }
         let b = try object(backendNode, "backend", allowed: [
@@ -268,6 +268,14 @@ private struct Reader {
             maxTemplateBytes: maxBytes, sourcePath: file, notices: [],
             watchdogHang: hang.map { .milliseconds(Int64($0 * 1000)) })
         config.keepWarm = keepWarm
+        if let n = root["metrics_file"] {
+            let p = try absolutePath(n, "metrics_file")
+            guard p.hasSuffix(".prom") else {
+                throw fail("metrics_file", n, "must end in .prom (node_exporter's textfile collector reads only those), got \"\(p)\"")
+            }
+            try existingDirectory((p as NSString).deletingLastPathComponent, n, "metrics_file")
+            config.metricsFile = p
+        }
         return config
     }
 

@@ -121,6 +121,8 @@ public struct KVWarmConfig: Sendable, Equatable {
     public var includeRoots: [String]
     public var startup: Startup
     public var keepWarm: KeepWarm = KeepWarm()
+    /// Where the Prometheus text file for node_exporter's textfile collector goes (`metrics_file`).
+    public var metricsFile: String? = nil
     public var maxTemplateBytes: Int
     /// Where the config was read from.
     public var sourcePath: String

@@ -129,6 +129,9 @@ public struct KVWarmDaemon: Sendable {
                 try Self.loadParts(configPath: path, environment: env, scheduler: scheduler)
             }))),
         ]
+        if config.metricsFile != nil {
+            services.append(.init(service: ShutdownCancelling(MetricsService(coordinator: coordinator, logger: logger))))
+        }
         if let ping = WatchdogConfig.fromEnvironment(environment, pid: getpid()) {
             services.append(.init(service: ShutdownCancelling(WatchdogService(
                 coordinator: coordinator, notifier: notifier, pingInterval: ping,
@@ -141,6 +144,12 @@ public struct KVWarmDaemon: Sendable {
         groupConfig.maximumGracefulShutdownDuration = .seconds(3)
         groupConfig.maximumCancellationDuration = .seconds(1)
         let group = ServiceGroup(configuration: groupConfig)
+        // `kvwarm status --ready` (a readiness probe) reads this mark once READY=1 was sent
+        let readyMark = Task { [gate] in
+            await gate.wait()
+            if !Task.isCancelled { lock.markReady() }
+        }
+        defer { readyMark.cancel() }
         do {
             try await group.run()
         } catch let exit as DaemonExit {

@@ -234,9 +234,10 @@ public actor WarmCoordinator {
     /// Ends the round begun with ``beginKeepWarm()``; a pass queued meanwhile starts now.
     public func endKeepWarm() {
         keepWarmActive = false
+        // after a stop the deferred pass never runs: it warms at the next start
         if let name = deferredStart {
             deferredStart = nil
-            start(name)
+            if !machine.stopped { start(name) }
         }
     }
 

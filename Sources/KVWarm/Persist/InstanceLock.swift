@@ -8,8 +8,9 @@ import Musl
 /// `kvwarm.pid` in it, holding the owner's pid. The kernel drops the lock when the process
 /// exits, however it exits, so a stale file never blocks a new start.
 ///
-/// `kvwarm run` takes it for its lifetime; `kvwarm warm` takes it for its run, so it cannot
-/// re-pin slots under a running daemon; `kvwarm status` only asks who holds it.
+/// `kvwarm run` takes it for its lifetime and adds a `ready` line once it sent READY=1;
+/// `kvwarm warm` takes it for its run, so it cannot re-pin slots under a running daemon;
+/// `kvwarm status` only asks who holds it (and `--ready` whether it is marked ready).
 public final class InstanceLock: Sendable {
     public static let fileName = "kvwarm.pid"
 
@@ -61,6 +62,28 @@ public final class InstanceLock: Sendable {
         _ = ftruncate(fd, 0)
         _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
         return InstanceLock(path: path, fd: fd)
+    }
+
+    /// Adds a `ready` line after the pid: the daemon has sent READY=1 (``isReady(directory:)``).
+    public func markReady() {
+        let text = Array("\(getpid())\nready\n".utf8)
+        _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    }
+
+    /// Whether a running kvwarm holds the lock of `directory` and has marked itself ready. A file
+    /// left by a kvwarm that died says `ready` but is not locked.
+    public static func isReady(directory: String) -> Bool {
+        let fd = open(directory + "/" + fileName, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        if flockRetrying(fd, LOCK_SH | LOCK_NB) == 0 {
+            _ = flock(fd, LOCK_UN)
+            return false
+        }
+        var buf = [UInt8](repeating: 0, count: 64)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { return false }
+        return String(decoding: buf[0..<n], as: UTF8.self).split(separator: "\n").contains("ready")
     }
 
     /// Who holds the lock of `directory`, without taking it.

@@ -200,6 +200,27 @@ final class VirtualSleeper: Sendable {
         await worker.value
     }
 
+    @Test func aPassQueuedDuringAKeepWarmRoundStartsOnlyAfterIt() async throws {
+        let env = try await Env(["alpha"])
+        defer { env.box.remove() }
+        let worker = env.startWorker()
+        var it = env.progress.makeAsyncIterator()
+        #expect(await env.coordinator.beginKeepWarm(), "idle: the round may use the slots")
+        #expect(await !env.coordinator.beginKeepWarm(), "one round at a time")
+        await env.coordinator.enqueue(["alpha"])
+        #expect(await env.coordinator.keepWarmCandidates().idle == false, "queued")
+        #expect(await env.coordinator.inFlightAge() == nil, "the pass did not start during the round")
+        #expect(env.t.requests(.post("/completion")).isEmpty, "no pass touches the slots during the round")
+        await env.coordinator.endKeepWarm()
+        #expect(await next(1, &it).map(\.0) == ["alpha"], "the pass ran after the round")
+        #expect(env.t.requests(.post("/completion")).count == 1)
+        await env.coordinator.enqueue(["alpha"])
+        #expect(await !env.coordinator.beginKeepWarm(), "no round while a pass is queued or running")
+        _ = await next(1, &it)
+        worker.cancel()
+        await worker.value
+    }
+
     @Test func aBackendFailureRetriesOnlyWhenTheSleepEnds() async throws {
         let env = try await Env(["alpha"])
         defer { env.box.remove() }

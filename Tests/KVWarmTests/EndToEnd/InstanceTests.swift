@@ -67,6 +67,32 @@ import Testing
         #expect(missing.stderr.contains("pass --config FILE or set KVWARM_CONFIG"), "\(missing.stderr)")
     }
 
+    @Test func theReadinessProbeSaysReadyOnlyAfterTheStartupWarmOfARunningDaemon() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        // ~20 ms per token: the startup warm of ~150 tokens takes ~3 s, time to ask during it
+        let (fake, port) = try D.startFake(["--slot-save-path", dir.file("slots"), "--prefill-ms-per-token", "20"], dir: dir)
+        defer { fake.stopBounded() }
+        let config = try D.writeConfig(dir, port: port, templates: [
+            "t": String(repeating: "Steady words for a slow warm. ", count: 25) + "<{message}>"])
+        func probe() async throws -> (Int32, String) {
+            let o = try await ProcessRunner.run(KVWarmProcess.binary, ["status", "--config", config, "--ready"])
+            return (o.status, o.stdout)
+        }
+        let (none, noneOut) = try await probe()
+        #expect(none == 1 && noneOut.contains("no kvwarm runs"), "\(noneOut)")
+        let kv = try KVWarmProcess(arguments: ["run", "--config", config, "--log-format", "json"], directory: dir.path)
+        try await kv.awaitRecord(["STAGE": "hash", "TEMPLATE": "t"], after: 0, timeout: .seconds(30))
+        let (during, duringOut) = try await probe()
+        #expect(during == 1 && duringOut.contains("has not finished"), "\(duringOut)")
+        try await kv.awaitNotify("READY=1", timeout: .seconds(60))
+        let (after, afterOut) = try await probe()
+        #expect(after == 0 && afterOut.hasPrefix("ready: 1 template warm"), "\(afterOut)")
+        #expect(kv.stop() == 0)
+        let (stopped, stoppedOut) = try await probe()
+        #expect(stopped == 1 && stoppedOut.contains("no kvwarm runs"), "a stopped daemon's file says ready but is not locked: \(stoppedOut)")
+    }
+
     @Test func twoInstancesSharingASlotDirectoryKeepEachOthersKVFiles() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
