@@ -166,12 +166,12 @@ class Fake(object):
 class Llama(object):
     """The provisioned llama-server with gemma-3-270m."""
 
-    def __init__(self, binary, model, slot_dir, ctx, log_path):
+    def __init__(self, binary, model, slot_dir, ctx, log_path, extra=()):
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.logf = open(log_path, "ab")
         self.p = subprocess.Popen([binary, "-m", model, "--host", "127.0.0.1", "--port", str(self.port),
-                                   "--slot-save-path", slot_dir, "-c", str(ctx), "-t", "2", "--swa-full"],
+                                   "--slot-save-path", slot_dir, "-c", str(ctx), "-t", "2", "--swa-full"] + list(extra),
                                   stdout=self.logf, stderr=self.logf, stdin=subprocess.DEVNULL)
         deadline = time.time() + 120
         while time.time() < deadline:

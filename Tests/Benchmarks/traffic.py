@@ -28,15 +28,13 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import KVWarm, Llama, free_port, http  # noqa: E402  (the same process wrappers as the other sections)
 
 WORDS = ("review check every function for correctness error handling naming tests security performance "
          "document the reason when a change is risky compare against the specification and list each "
@@ -46,24 +44,6 @@ WORDS = ("review check every function for correctness error handling naming test
 
 def log(msg):
     print("[traffic %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
-
-
-def http(method, url, body=None, timeout=600):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, None
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def text_of(n_words, seed, head):
@@ -79,97 +59,15 @@ def text_of(n_words, seed, head):
     return "\n".join(lines)
 
 
-class Server(object):
-    def __init__(self, binary, model, slot_dir, ctx, np, log_path, extra=()):
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.logf = open(log_path, "ab")
-        cmd = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(self.port), "--slot-save-path", slot_dir,
-               "-c", str(ctx), "-t", "2", "--swa-full"]
-        if np != "auto":
-            cmd += ["-np", str(np)]
-        cmd += list(extra)
-        self.p = subprocess.Popen(cmd, stdout=self.logf, stderr=self.logf, stdin=subprocess.DEVNULL)
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            if self.p.poll() is not None:
-                raise RuntimeError("llama-server exited; see " + log_path)
-            try:
-                if http("GET", self.url + "/health", timeout=2)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("llama-server not healthy; see " + log_path)
-
-    def stop(self):
-        self.p.terminate()
-        try:
-            self.p.wait(10)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-        self.logf.close()
+def Server(binary, model, slot_dir, ctx, np, log_path, extra=()):
+    """bench.py's llama-server wrapper (--swa-full -t 2); np "auto" leaves -np to the server."""
+    return Llama(binary, model, slot_dir, ctx, log_path,
+                 extra=([] if np == "auto" else ["-np", str(np)]) + list(extra))
 
 
-class KVWarm(object):
-    """`kvwarm run` with its own NOTIFY_SOCKET; JSON log records collected."""
-
-    def __init__(self, binary, config, workdir):
-        self.sock_path = os.path.join(workdir, "notify.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.sock_path)
-        self.notes, self.records, self.lock = [], [], threading.Lock()
-        env = dict(os.environ, NOTIFY_SOCKET=self.sock_path)
-        for k in ("WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"):
-            env.pop(k, None)
-        self.p = subprocess.Popen([binary, "run", "--config", config, "--log-format", "json", "--log-level", "debug"],
-                                  env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        threading.Thread(target=self._notes, daemon=True).start()
-        threading.Thread(target=self._logs, daemon=True).start()
-
-    def _notes(self):
-        while True:
-            try:
-                d = self.sock.recv(4096)
-            except OSError:
-                return
-            with self.lock:
-                self.notes.append(d.decode("utf-8", "replace"))
-
-    def _logs(self):
-        for line in self.p.stderr:
-            try:
-                o = json.loads(line)
-            except ValueError:
-                o = {"RAW": line.decode("utf-8", "replace")}
-            with self.lock:
-                self.records.append((time.time(), o))
-
-    def wait_ready(self, timeout=600):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.p.poll() is not None:
-                raise RuntimeError("kvwarm exited %s" % self.p.returncode)
-            with self.lock:
-                if any("READY=1" in n for n in self.notes):
-                    return
-            time.sleep(0.02)
-        raise RuntimeError("kvwarm: no READY=1")
-
-    def since(self, t0):
-        with self.lock:
-            return [r for t, r in self.records if t >= t0]
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(15)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        self.sock.close()
+def kvwarm_since(kv, t0):
+    with kv.lock:
+        return [r for t, r in kv.records if t >= t0]
 
 
 def template_tokens(url, system):
@@ -291,18 +189,18 @@ def setup(args, work, names, plan, np, binary, label):
                            "templates": {n: {"path": v["path"], "endpoint": "chat", "role": "system"}
                                          for n, v in names.items()},
                            "startup": {"backend_wait_seconds": 120}}, f)
-            kv = KVWarm(binary, cfg, d)
+            kv = KVWarm(binary, cfg, d, log_level="debug")
             kv.wait_ready()
         client = openai.OpenAI(base_url=srv.url + "/v1", api_key="no-key", max_retries=0, timeout=600)
         t0 = time.time()
         firsts, latencies, later_turns = run_traffic(client, names, plan, args.max_tokens)
         minutes = (time.time() - t0) / 60
-        cost = kvwarm_cost(kv.since(t0), minutes) if kv else None
+        cost = kvwarm_cost(kvwarm_since(kv, t0), minutes) if kv else None
         keep_log = [{k: r.get(k) for k in ("TIMESTAMP", "TEMPLATE", "MESSAGE", "SERVER_MS")}
-                    for r in (kv.since(0) if kv else []) if r.get("STAGE") in ("keep", "warm", "startup")]
+                    for r in (kvwarm_since(kv, 0) if kv else []) if r.get("STAGE") in ("keep", "warm", "startup")]
         problems = []
         if kv:
-            problems = [r.get("MESSAGE", "") for r in kv.since(0) if r.get("LEVEL") in ("WARNING", "ERROR")]
+            problems = [r.get("MESSAGE", "") for r in kvwarm_since(kv, 0) if r.get("LEVEL") in ("WARNING", "ERROR")]
     finally:
         if kv:
             kv.stop()

@@ -51,7 +51,10 @@ struct KeepWarmServerTests {
         // templates are kept in the server's RAM cache, never in slots where they would cut
         // conversations back to the template
         #expect(s.laterReuse >= 0.95, "later turns reuse their conversation: \(s.laterReuse)")
-        // before older conversations of the same template fill the cache, new ones find it
+        // round 0 hits by the startup warm alone (kvwarm before keeping warm did too); round 1
+        // hits only because kvwarm put the templates back into the RAM cache after round 0 took
+        // them (before: 0 of them)
         #expect(s.firstsByRound[0]?.allSatisfy { $0 >= 0.9 } == true, "first round: \(s.firstsByRound)")
+        #expect(s.firstsByRound[1]?.allSatisfy { $0 >= 0.9 } == true, "second round: \(s.firstsByRound)")
     }
 }

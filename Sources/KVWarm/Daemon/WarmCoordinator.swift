@@ -106,11 +106,11 @@ public actor WarmCoordinator {
         return warmedSlots ?? []
     }
 
-    /// The templates keeping warm may restore (a KV file saved on the current backend, restores
-    /// that take there, no open problem), and whether no pass is queued or running.
-    public func keepWarmCandidates() async -> (candidates: [KeepWarmPlanner.Candidate], idle: Bool) {
+    /// The templates keeping warm may restore: a KV file saved on the current backend, restores
+    /// that take there, no open problem.
+    public func keepWarmCandidates() async -> [KeepWarmPlanner.Candidate] {
         guard let fp = await identity.fingerprint, !(await identity.restoreIneffective.contains(fp.digest)) else {
-            return ([], machine.isIdle)
+            return []
         }
         let state = writer.state
         let candidates = parts.config.templates.compactMap { t -> KeepWarmPlanner.Candidate? in
@@ -118,7 +118,7 @@ public actor WarmCoordinator {
                   let file = r.kvFile, let n = r.promptTokens, n > 0 else { return nil }
             return KeepWarmPlanner.Candidate(name: t.name, kvFile: file, tokens: n)
         }
-        return (candidates, machine.isIdle)
+        return candidates
     }
 
     private func countForMetrics(_ name: String, _ outcome: PassOutcome, elapsed: Double) {

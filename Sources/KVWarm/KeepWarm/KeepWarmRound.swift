@@ -23,7 +23,7 @@ public struct KeepWarmRound: Sendable {
         let identity = coordinator.identity
         let keeper = identity.keeper
         let perMinute = parts.config.keepWarm.restoresPerMinute
-        let (candidates, _) = await coordinator.keepWarmCandidates()
+        let candidates = await coordinator.keepWarmCandidates()
         let eos = await identity.fingerprint?.eosToken
         let clearing = await identity.clearsIdleSlots
         // the slots are this round's until it ends: no pass starts meanwhile

@@ -208,7 +208,6 @@ final class VirtualSleeper: Sendable {
         #expect(await env.coordinator.beginKeepWarm(), "idle: the round may use the slots")
         #expect(await !env.coordinator.beginKeepWarm(), "one round at a time")
         await env.coordinator.enqueue(["alpha"])
-        #expect(await env.coordinator.keepWarmCandidates().idle == false, "queued")
         #expect(await env.coordinator.inFlightAge() == nil, "the pass did not start during the round")
         #expect(env.t.requests(.post("/completion")).isEmpty, "no pass touches the slots during the round")
         await env.coordinator.endKeepWarm()

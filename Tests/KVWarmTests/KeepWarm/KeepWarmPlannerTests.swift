@@ -112,6 +112,18 @@ import Testing
         p.observe(slots, candidates: [a, b], perMinute: 30, now: t0 + .seconds(s), mayRestore: may, clearing: true)
     }
 
+    /// A planner for a clearing server that has published a and b through slot 0 of `idle`.
+    func bothInTheCache(_ idle: [Slot]) -> KeepWarmPlanner {
+        var p = KeepWarmPlanner()
+        p.placed("a", slot: 0, tokens: 500, prompt: "A")
+        p.placed("b", slot: 1, tokens: 900, prompt: "B")
+        #expect(clearing(&p, idle, at: 0).count == 2)
+        p.publishEnded("a", ok: true)
+        p.publishEnded("b", ok: true)
+        p.ownRequestsDone(idle, own: 0, candidates: [a, b])
+        return p
+    }
+
     @Test func clearingServersGetEveryTemplatePublishedThroughOneIdleSlot() {
         var p = KeepWarmPlanner()
         p.placed("a", slot: 0, tokens: 500, prompt: "A")
@@ -130,14 +142,8 @@ import Testing
     }
 
     @Test func aRequestSeenReusingExactlyATemplatesLengthHasTakenItFromTheCache() {
-        var p = KeepWarmPlanner()
-        p.placed("a", slot: 0, tokens: 500, prompt: "A")
-        p.placed("b", slot: 1, tokens: 900, prompt: "B")
         let idle = [Self.slot(0, task: 1, tokens: 3), Self.slot(1, task: 2, tokens: 0)]
-        _ = clearing(&p, idle, at: 0)
-        p.publishEnded("a", ok: true)
-        p.publishEnded("b", ok: true)
-        p.ownRequestsDone(idle, own: 0, candidates: [a, b])
+        var p = bothInTheCache(idle)
         // a new conversation loaded b+sentinel: it reuses exactly b's 900 tokens while it runs
         let running = [Self.slot(0, task: 1, tokens: 3), Self.slot(1, task: 20, tokens: 960, busy: true, cached: 900)]
         #expect(clearing(&p, running, at: 1) == [.publish(template: "b", slot: 0, kvFile: "b.bin", prompt: "B", tokens: 900)])
@@ -152,14 +158,8 @@ import Testing
     }
 
     @Test func aTaskThatRanUnseenBetweenTwoReadsMayHaveTakenAnyTemplate() {
-        var p = KeepWarmPlanner()
-        p.placed("a", slot: 0, tokens: 500, prompt: "A")
-        p.placed("b", slot: 1, tokens: 900, prompt: "B")
         let idle = [Self.slot(0, task: 1, tokens: 3), Self.slot(1, task: 2, tokens: 0)]
-        _ = clearing(&p, idle, at: 0)
-        p.publishEnded("a", ok: true)
-        p.publishEnded("b", ok: true)
-        p.ownRequestsDone(idle, own: 0, candidates: [a, b])
+        var p = bothInTheCache(idle)
         #expect(clearing(&p, idle, at: 1).isEmpty)
         // kvwarm's own requests on slot 0 do not count
         let own = [Self.slot(0, task: 7, tokens: 3), Self.slot(1, task: 2, tokens: 0)]
