@@ -299,12 +299,14 @@ WORDS = ("review check every function for correctness error handling naming test
          "finding with its line number severity and a concrete suggestion keep answers short precise").split()
 
 
-def text_of(n_words, seed, head=""):
+def text_of(n_words, seed, head="", words=None, per_line=12):
+    """Seeded filler: `head`, then lines of `per_line` words drawn from `words` (default WORDS)."""
     rnd = random.Random(seed)
+    words = words or WORDS
     lines, line = [head] if head else [], []
     for i in range(n_words):
-        line.append(rnd.choice(WORDS))
-        if len(line) == 12:
+        line.append(rnd.choice(words))
+        if len(line) == per_line:
             lines.append(" ".join(line) + ".")
             line = []
     if line:

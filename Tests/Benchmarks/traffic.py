@@ -34,7 +34,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import KVWarm, Llama, free_port, http  # noqa: E402  (the same process wrappers as the other sections)
+from bench import KVWarm, Llama, free_port, http, text_of as bench_text_of  # noqa: E402  (the same process wrappers as the other sections)
 
 WORDS = ("review check every function for correctness error handling naming tests security performance "
          "document the reason when a change is risky compare against the specification and list each "
@@ -47,16 +47,8 @@ def log(msg):
 
 
 def text_of(n_words, seed, head):
-    rnd = random.Random(seed)
-    lines, line = [head], []
-    for _ in range(n_words):
-        line.append(rnd.choice(WORDS))
-        if len(line) == 14:
-            lines.append(" ".join(line) + ".")
-            line = []
-    if line:
-        lines.append(" ".join(line) + ".")
-    return "\n".join(lines)
+    """bench.py's filler with this benchmark's vocabulary, 14 words a line."""
+    return bench_text_of(n_words, seed, head, words=WORDS, per_line=14)
 
 
 def Server(binary, model, slot_dir, ctx, np, log_path, extra=()):
