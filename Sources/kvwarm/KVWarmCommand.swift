@@ -28,10 +28,10 @@ struct ConfigOptions: ParsableArguments {
 
     var path: String { ConfigLoader.configPath(explicit: config, environment: environment) }
 
-    /// Loads the config and builds the pipeline parts (API key included), or exits 78.
-    func loadParts() throws -> PipelineParts {
+    /// Builds the parts of pipeline `key` of `config` (its API key read), or exits 78.
+    func parts(_ config: KVWarmConfig, _ key: PipelineKey) throws -> PipelineParts {
         do {
-            return try KVWarmDaemon.loadParts(configPath: path, environment: environment, scheduler: SlotScheduler())
+            return try KVWarmDaemon.parts(config.view(for: key), model: key.model, scheduler: SlotScheduler())
         } catch {
             throw configFailure(error)
         }

@@ -27,11 +27,13 @@ struct RenderCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let parts = try config.loadParts()
-        guard let spec = parts.config.template(named: name) else {
-            printError("kvwarm: no such template: \(name); configured: \(parts.config.templates.map(\.name).joined(separator: ", "))")
+        let c = try config.load()
+        guard let spec = c.template(named: name) else {
+            printError("kvwarm: no such template: \(name); configured: \(c.templates.map(\.name).joined(separator: ", "))")
             throw ExitCode(SysExit.usage.rawValue)
         }
+        // rendered by the template's own backend (and router model)
+        let parts = try config.parts(c, spec.pipeline)
         let snapshot: TemplateSnapshot
         switch parts.loader.load(spec) {
         case .success(let s): snapshot = s

@@ -18,62 +18,102 @@ struct StatusCommand: AsyncParsableCommand {
         discussion: "For a Kubernetes readinessProbe or a systemd ExecCondition; prints one line."))
     var ready = false
 
+    /// What status found for one pipeline.
+    struct Section {
+        var key: PipelineKey
+        var view: KVWarmConfig
+        var store: StateStore
+        var state: WarmState
+        var stateNote: String?
+        var health: BackendError?
+        var fp: BackendFingerprint?
+        /// The router reports the pipeline's model not loaded: its templates wait for it.
+        var unloaded: Bool { if case .modelUnloaded = health { true } else { false } }
+    }
+
+    static func section(_ c: KVWarmConfig, _ key: PipelineKey, contact: Bool) async -> Section {
+        let view = c.view(for: key)
+        let store = StateStore(directory: c.stateDir, fileName: key.stateFileName)
+        var section = Section(key: key, view: view, store: store, state: WarmState())
+        switch store.load() {
+        case .loaded(let s): section.state = s
+        case .absent: section.stateNote = "no state file yet at \(store.path)"
+        case .discarded(let r, _): section.stateNote = "state file unreadable: \(r)"
+        }
+        guard contact else { return section }
+        let apiKey = try? KVWarmDaemon.readAPIKey(view)
+        let client = LlamaClient(transport: CurlTransport(address: view.backend.address, apiKey: apiKey ?? nil),
+                                 timeout: .seconds(5), model: key.model)
+        section.health = await client.health()
+        section.fp = try? await BackendFingerprint.read(from: client, kvTag: view.backend.kvTag)
+        return section
+    }
+
     func run() async throws {
         let c = try config.load()
-        let store = StateStore(directory: c.stateDir)
-        var state = WarmState()
-        var stateNote: String?
-        switch store.load() {
-        case .loaded(let s): state = s
-        case .absent: stateNote = "no state file yet at \(store.path)"
-        case .discarded(let r, _): stateNote = "state file unreadable: \(r)"
-        }
-        if ready { try readiness(c, state: state, stateNote: stateNote) }
-        let key = try? KVWarmDaemon.readAPIKey(c)
-        let client = LlamaClient(transport: CurlTransport(address: c.backend.address, apiKey: key ?? nil),
-                                 timeout: .seconds(5))
-        let health = await client.health()
-        let fp = try? await BackendFingerprint.read(from: client, kvTag: c.backend.kvTag)
+        var sections: [Section] = []
+        for key in c.pipelines { sections.append(await Self.section(c, key, contact: !ready)) }
+        if ready { try readiness(c, sections) }
         let iso = ISO8601DateFormatter()
         let holder = InstanceLock.holder(directory: c.stateDir)
         let loader = SnapshotLoader(includeRoots: c.includeRoots, maxBytes: c.maxTemplateBytes)
-        let states = Dictionary(uniqueKeysWithValues: c.templates.map { t in
-            (t.name, TemplateState.of(t, record: state.templates[t.name], loader: loader))
-        })
-        let allWarm = health == nil && states.values.allSatisfy { $0.label == "warm" }
+        var states: [String: TemplateState] = [:]
+        for sec in sections {
+            for t in sec.view.templates {
+                states[t.name] = sec.unloaded ? TemplateState(label: "unloaded", problem: "router model \(t.model ?? "") is not loaded")
+                    : TemplateState.of(t, record: sec.state.templates[t.name], loader: loader)
+            }
+        }
+        // a model the router has unloaded is not a fault: its templates are restored when it loads
+        let allWarm = sections.allSatisfy { $0.health == nil || $0.unloaded }
+            && states.values.allSatisfy { $0.label == "warm" || $0.label == "unloaded" }
         let exit: Int32 = holder == .none ? 3 : (allWarm ? 0 : 1)
 
         if json {
             var templates: [[String: Any]] = []
-            for t in c.templates {
-                let r = state.templates[t.name]
-                let ts = states[t.name]!
-                var o: [String: Any] = ["name": t.name, "path": t.path, "endpoint": t.endpoint.rawValue,
-                                        "state": ts.label, "problem": ts.problem ?? NSNull()]
-                if let r {
-                    o["digest"] = r.digest ?? NSNull()
-                    o["kv_file"] = r.kvFile ?? NSNull()
-                    o["prompt_tokens"] = r.promptTokens ?? NSNull()
-                    o["processed_tokens"] = r.processedTokens ?? NSNull()
-                    o["cached_tokens"] = r.cachedTokens ?? NSNull()
-                    o["mode"] = r.mode?.rawValue ?? NSNull()
-                    o["warm_ms"] = r.warmMS.map { Int($0.rounded()) } ?? NSNull()
-                    o["warmed_at"] = r.warmedAt.map { iso.string(from: $0) } ?? NSNull()
-                    o["last_error"] = r.lastError ?? NSNull()
-                    o["backend_match"] = fp.map { r.fingerprint == $0.digest ? "same" : "changed" } ?? "unknown"
+            var backends: [[String: Any]] = []
+            for sec in sections {
+                let fp = sec.fp
+                backends.append([
+                    "name": sec.key.backend, "model": sec.key.model ?? NSNull(), "url": sec.view.backend.address.description,
+                    "healthy": sec.health == nil, "model_unloaded": sec.unloaded, "error": sec.health?.description ?? NSNull(),
+                    "fingerprint": fp?.digest ?? NSNull(), "build": fp?.build ?? NSNull(), "state_file": sec.store.path,
+                    "restore_ineffective": fp.map { sec.state.restoreIneffective.contains($0.digest) } ?? false,
+                    "idle_slots_cleared": fp.map { (sec.state.idleSlotsCleared ?? []).contains($0.digest) } ?? false,
+                ] as [String: Any])
+                for t in sec.view.templates {
+                    let r = sec.state.templates[t.name]
+                    let ts = states[t.name]!
+                    var o: [String: Any] = ["name": t.name, "path": t.path, "endpoint": t.endpoint.rawValue,
+                                            "backend": t.backend, "model": t.model ?? NSNull(),
+                                            "state": ts.label, "problem": ts.problem ?? NSNull()]
+                    if let r {
+                        o["digest"] = r.digest ?? NSNull()
+                        o["kv_file"] = r.kvFile ?? NSNull()
+                        o["prompt_tokens"] = r.promptTokens ?? NSNull()
+                        o["processed_tokens"] = r.processedTokens ?? NSNull()
+                        o["cached_tokens"] = r.cachedTokens ?? NSNull()
+                        o["mode"] = r.mode?.rawValue ?? NSNull()
+                        o["warm_ms"] = r.warmMS.map { Int($0.rounded()) } ?? NSNull()
+                        o["warmed_at"] = r.warmedAt.map { iso.string(from: $0) } ?? NSNull()
+                        o["last_error"] = r.lastError ?? NSNull()
+                        o["backend_match"] = fp.map { r.fingerprint == $0.digest ? "same" : "changed" } ?? "unknown"
+                    }
+                    templates.append(o)
                 }
-                templates.append(o)
             }
             var daemon: [String: Any] = ["running": holder != .none]
             if case .process(let pid) = holder { daemon["pid"] = pid.map { Int($0) } ?? NSNull() }
+            // the first pipeline's backend also at the top level, as before there were several
+            let first = backends[0]
             let out: [String: Any] = [
                 "daemon": daemon,
-                "backend": ["url": c.backend.address.description, "healthy": health == nil,
-                            "error": health?.description ?? NSNull(), "fingerprint": fp?.digest ?? NSNull(),
-                            "build": fp?.build ?? NSNull()] as [String: Any],
-                "state_file": store.path,
-                "restore_ineffective": fp.map { state.restoreIneffective.contains($0.digest) } ?? false,
-                "idle_slots_cleared": fp.map { (state.idleSlotsCleared ?? []).contains($0.digest) } ?? false,
+                "backend": ["url": first["url"]!, "healthy": first["healthy"]!, "error": first["error"]!,
+                            "fingerprint": first["fingerprint"]!, "build": first["build"]!] as [String: Any],
+                "backends": backends,
+                "state_file": first["state_file"]!,
+                "restore_ineffective": first["restore_ineffective"]!,
+                "idle_slots_cleared": first["idle_slots_cleared"]!,
                 "keep_warm_restores_per_minute": c.keepWarm.restoresPerMinute,
                 "templates": templates,
             ]
@@ -86,23 +126,33 @@ struct StatusCommand: AsyncParsableCommand {
         case .none: print("daemon   NOT RUNNING on state_dir \(c.stateDir)")
         case .process(let pid): print("daemon   running\(pid.map { " (pid \($0))" } ?? "")")
         }
-        print("backend  \(c.backend.address)  \(health == nil ? "healthy" : "UNAVAILABLE: \(health!)")\(fp.map { "  build \($0.build)" } ?? "")")
-        if let fp, state.restoreIneffective.contains(fp.digest) {
-            print("note     slot restores do not take on this backend (SWA model without --swa-full?): templates prefill")
-        }
-        if let fp, (state.idleSlotsCleared ?? []).contains(fp.digest) {
-            let verdict = SlotPolicyGuard.verdict(restoresPerMinute: c.keepWarm.restoresPerMinute)
-            print("note     llama-server clears idle slots after every request: \(verdict.status); \(SlotPolicyGuard.hint)")
-        }
-        if let stateNote { print("state    \(stateNote)") }
-        let rows: [[String]] = [["TEMPLATE", "STATE", "MODE", "TOKENS", "CACHED", "WARM_MS", "WARMED_AT", "KV_FILE", "ERROR"]]
-            + c.templates.map { t in
-                let r = state.templates[t.name]
-                return [t.name, states[t.name]!.label, r?.mode?.rawValue ?? "-", r?.promptTokens.map(String.init) ?? "-",
-                        r?.cachedTokens.map(String.init) ?? "-", r?.warmMS.map { String(Int($0)) } ?? "-",
-                        r?.warmedAt.map { iso.string(from: $0) } ?? "never", r?.kvFile ?? "-",
-                        states[t.name]!.problem ?? ""]
+        let named = sections.count > 1 || !sections[0].key.isDefault
+        for sec in sections {
+            let label = named ? "backend  \(sec.key)  " : "backend  "
+            let health = sec.unloaded ? "model not loaded (its templates are restored when the router loads it)"
+                : sec.health == nil ? "healthy" : "UNAVAILABLE: \(sec.health!)"
+            print("\(label)\(sec.view.backend.address)  \(health)\(sec.fp.map { "  build \($0.build)" } ?? "")")
+            if let fp = sec.fp, sec.state.restoreIneffective.contains(fp.digest) {
+                print("note     slot restores do not take on this backend (SWA model without --swa-full?): templates prefill")
             }
+            if let fp = sec.fp, (sec.state.idleSlotsCleared ?? []).contains(fp.digest) {
+                let verdict = SlotPolicyGuard.verdict(restoresPerMinute: c.keepWarm.restoresPerMinute)
+                print("note     llama-server clears idle slots after every request: \(verdict.status); \(SlotPolicyGuard.hint)")
+            }
+            if let note = sec.stateNote { print("state    \(note)") }
+        }
+        let header = ["TEMPLATE"] + (named ? ["BACKEND"] : []) + ["STATE", "MODE", "TOKENS", "CACHED", "WARM_MS", "WARMED_AT", "KV_FILE", "ERROR"]
+        var rows: [[String]] = [header]
+        for sec in sections {
+            for t in sec.view.templates {
+                let r = sec.state.templates[t.name]
+                rows.append([t.name] + (named ? [sec.key.description] : []) + [
+                    states[t.name]!.label, r?.mode?.rawValue ?? "-", r?.promptTokens.map(String.init) ?? "-",
+                    r?.cachedTokens.map(String.init) ?? "-", r?.warmMS.map { String(Int($0)) } ?? "-",
+                    r?.warmedAt.map { iso.string(from: $0) } ?? "never", r?.kvFile ?? "-",
+                    states[t.name]!.problem ?? ""])
+            }
+        }
         let widths = (0..<rows[0].count).map { i in rows.map { $0[i].count }.max() ?? 0 }
         for row in rows {
             print(zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }
@@ -111,23 +161,30 @@ struct StatusCommand: AsyncParsableCommand {
         if exit != 0 { throw ExitCode(exit) }
     }
 
-    /// `--ready`: one line and exit 0 (ready) or 1 (not ready).
-    private func readiness(_ c: KVWarmConfig, state: WarmState, stateNote: String?) throws {
+    /// `--ready`: one line and exit 0 (ready) or 1 (not ready). Templates of a router model the
+    /// daemon last saw unloaded do not count.
+    private func readiness(_ c: KVWarmConfig, _ sections: [Section]) throws {
         let loader = SnapshotLoader(includeRoots: c.includeRoots, maxBytes: c.maxTemplateBytes)
-        let notWarm = c.templates.filter { TemplateState.of($0, record: state.templates[$0.name], loader: loader).label != "warm" }
-        let why: String?
+        var notWarm: [String] = []
+        var unloaded = 0
+        var why: String?
+        for sec in sections {
+            if sec.state.modelUnloaded == true { unloaded += sec.view.templates.count; continue }
+            if let note = sec.stateNote, !sec.view.templates.isEmpty, sec.state.templates.isEmpty, why == nil { why = note }
+            notWarm += sec.view.templates.filter {
+                TemplateState.of($0, record: sec.state.templates[$0.name], loader: loader).label != "warm"
+            }.map(\.name)
+        }
         if InstanceLock.holder(directory: c.stateDir) == .none {
             why = "no kvwarm runs on state_dir \(c.stateDir)"
         } else if !InstanceLock.isReady(directory: c.stateDir) {
             why = "kvwarm runs but its startup warm has not finished"
-        } else if let stateNote, !c.templates.isEmpty, state.templates.isEmpty {
-            why = stateNote
-        } else if !notWarm.isEmpty {
-            why = "not warm: \(notWarm.map(\.name).joined(separator: ", "))"
-        } else {
-            why = nil
+        } else if why == nil, !notWarm.isEmpty {
+            why = "not warm: \(notWarm.joined(separator: ", "))"
         }
-        print(why.map { "not ready: \($0)" } ?? "ready: \(Counted.of(c.templates.count, "template")) warm")
+        let warm = c.templates.count - unloaded
+        let tail = unloaded > 0 ? " (\(unloaded) of an unloaded router model waiting)" : ""
+        print(why.map { "not ready: \($0)" } ?? "ready: \(Counted.of(warm, "template")) warm\(tail)")
         throw ExitCode(why == nil ? 0 : 1)
     }
 }

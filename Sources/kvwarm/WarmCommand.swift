@@ -17,48 +17,56 @@ struct WarmCommand: AsyncParsableCommand {
     func run() async throws {
         signal(SIGPIPE, SIG_IGN)
         let logger = log.bootstrap()
-        let parts = try config.loadParts()
-        let unknown = names.filter { parts.config.template(named: $0) == nil }
+        let c = try config.load()
+        let unknown = names.filter { c.template(named: $0) == nil }
         guard unknown.isEmpty else {
-            printError("kvwarm: no such template: \(unknown.joined(separator: ", ")); configured: \(parts.config.templates.map(\.name).joined(separator: ", "))")
+            printError("kvwarm: no such template: \(unknown.joined(separator: ", ")); configured: \(c.templates.map(\.name).joined(separator: ", "))")
             throw ExitCode(SysExit.usage.rawValue)
         }
-        let targets = names.isEmpty ? parts.config.templates.map(\.name) : names
-        let store = StateStore(directory: parts.config.stateDir)
-        try store.prepare()
+        let targets = names.isEmpty ? c.templates.map(\.name) : names
+        try StateStore(directory: c.stateDir).prepare()
         // the running daemon owns the slots and the state file: a second writer would re-pin its slots
         let lock: InstanceLock
         do {
-            lock = try InstanceLock.acquire(directory: parts.config.stateDir)
+            lock = try InstanceLock.acquire(directory: c.stateDir)
         } catch {
             printError("kvwarm: \(error).\nThe running daemon keeps the templates warm: `touch` a template to re-warm it, "
                        + "or `systemctl reload kvwarm` after a config change.")
             throw ExitCode(SysExit.tempFail.rawValue)
         }
         defer { withExtendedLifetime(lock) {} }
-        var state = WarmState()
-        if case .loaded(let s) = store.load() { state = s }
-        if forcePrefill { for n in targets { state.templates[n]?.digest = nil } }
-        if let e = await parts.client.health() {
-            printError("kvwarm: backend \(parts.config.backend.address) unavailable: \(e)")
-            throw ExitCode(SysExit.unavailable.rawValue)
-        }
-        let writer = StateWriter(store: store, state: state, logger: logger)
-        let identity = BackendIdentity(scheduler: parts.warmer.scheduler, writer: writer, logger: logger)
-        let coordinator = WarmCoordinator(parts: parts, identity: identity, writer: writer, logger: logger,
-                                          backoff: Backoff(base: .seconds(3600), cap: .seconds(3600)))
         let tty = isatty(2) == 1
         let total = targets.count
         let results = ResultBox()
-        await coordinator.setProgressObserver { name, result in
-            let n = results.add(name, result)
-            if tty { printError("[\(n)/\(total)] \(name): \(describe(result))") }
+        // one pipeline after the other, each with its own state file
+        for key in c.pipelines {
+            let mine = targets.filter { c.template(named: $0)?.pipeline == key }
+            if mine.isEmpty { continue }
+            let parts = try config.parts(c, key)
+            let store = StateStore(directory: c.stateDir, fileName: key.stateFileName)
+            var state = WarmState()
+            if case .loaded(let s) = store.load() { state = s }
+            if forcePrefill { for n in mine { state.templates[n]?.digest = nil } }
+            if let e = await parts.client.health() {
+                printError("kvwarm: backend \(key) (\(parts.config.backend.address)) unavailable: \(e)")
+                for n in mine { _ = results.add(n, .backendFailed(e)) }
+                continue
+            }
+            let writer = StateWriter(store: store, state: state, logger: logger)
+            let identity = BackendIdentity(scheduler: parts.warmer.scheduler, writer: writer, logger: logger)
+            let coordinator = WarmCoordinator(parts: parts, identity: identity, writer: writer,
+                                              logger: PipelineAssembly.logger(logger, key),
+                                              backoff: Backoff(base: .seconds(3600), cap: .seconds(3600)))
+            await coordinator.setProgressObserver { name, result in
+                let n = results.add(name, result)
+                if tty { printError("[\(n)/\(total)] \(name): \(describe(result))") }
+            }
+            await coordinator.enqueue(mine)
+            let worker = Task { await coordinator.runWorker() }
+            await coordinator.drained()
+            worker.cancel()
+            _ = await worker.value
         }
-        await coordinator.enqueue(targets)
-        let worker = Task { await coordinator.runWorker() }
-        await coordinator.drained()
-        worker.cancel()
-        _ = await worker.value
         let failures = results.failures
         if !tty || !failures.isEmpty {
             for (name, r) in results.all { print("\(name): \(describe(r))") }

@@ -151,47 +151,32 @@ private struct Reader {
     func native(_ members: [(key: String, value: JSONNode)], line: Int) throws(ConfigError) -> KVWarmConfig {
         let root = try object(JSONNode(value: .object(members), line: line), "", allowed: [
             "backend", "state_dir", "debounce_ms", "max_wait_ms", "templates", "include_roots", "startup",
-            "max_template_bytes", "watchdog_hang_seconds", "keep_warm", "metrics_file",
+            "max_template_bytes", "watchdog_hang_seconds", "keep_warm", "metrics_file", "backends",
         ])
-        guard let backendNode = root["backend"] else { throw fail("backend", nil, "missing (it needs at least \"url\")") }
-        let b = try object(backendNode, "backend", allowed: [
-            "url", "api_key_file", "slot_save_dir", "timeout_seconds", "kv_tag", "check_interval_seconds",
-            "fingerprint_check_seconds",
-        ])
-        guard let urlNode = b["url"] else { throw fail("backend.url", backendNode, "missing") }
-        let address = try backendAddress(urlNode, "backend.url")
-        var apiKeyFile: String?
-        if let n = b["api_key_file"] {
-            var s = try string(n, "backend.api_key_file")
-            let credPrefix = "${CREDENTIALS_DIRECTORY}/"
-            if s.hasPrefix(credPrefix) {
-                guard let dir = environment["CREDENTIALS_DIRECTORY"] else {
-                    throw fail("backend.api_key_file", n, "uses ${CREDENTIALS_DIRECTORY} but it is not set (LoadCredential= in the unit sets it)")
+        var backends: [String: KVWarmConfig.Backend] = [:]
+        if let n = root["backend"] {
+            backends[KVWarmConfig.defaultBackendName] = try backendSettings(n, "backend")
+        }
+        if let n = root["backends"] {
+            guard case .object(let members) = n.value else {
+                throw fail("backends", n, "expected an object mapping backend names to backends, got \(n.value.typeName)")
+            }
+            for m in members {
+                let key = "backends.\(m.key)"
+                guard !m.key.isEmpty, m.key.utf8.count <= 64, m.key.unicodeScalars.allSatisfy({
+                    ("A"..."Z").contains($0) || ("a"..."z").contains($0) || ("0"..."9").contains($0) || "_-.".unicodeScalars.contains($0)
+                }) else {
+                    throw fail(key, m.value, "a backend name is 1 to 64 of A-Z a-z 0-9 _ - . (it names the BACKEND log field and a state file)")
                 }
-                s = dir + "/" + s.dropFirst(credPrefix.count)
+                guard backends[m.key] == nil else {
+                    throw fail(key, m.value, m.key == KVWarmConfig.defaultBackendName
+                        ? "\"\(m.key)\" is the name of the top-level backend; rename this one"
+                        : "backend \"\(m.key)\" is configured twice")
+                }
+                backends[m.key] = try backendSettings(m.value, key)
             }
-            let p = try absolutePath(JSONNode(value: .string(s), line: n.line), "backend.api_key_file")
-            guard FileManager.default.isReadableFile(atPath: p) else {
-                throw fail("backend.api_key_file", n, "cannot read \(p)")
-            }
-            apiKeyFile = p
         }
-        var slotSaveDir: String?
-        if let n = b["slot_save_dir"] {
-            let p = try absolutePath(n, "backend.slot_save_dir")
-            try existingDirectory(p, n, "backend.slot_save_dir")
-            slotSaveDir = p
-        }
-        let timeout = try b["timeout_seconds"].map { n throws(ConfigError) in
-            duration(seconds: try number(n, "backend.timeout_seconds", range: 1...86_400))
-        } ?? KVWarmConfig.Backend.defaultTimeout
-        let kvTag = try b["kv_tag"].map { n throws(ConfigError) in try string(n, "backend.kv_tag") }
-        let check = try b["check_interval_seconds"].map { n throws(ConfigError) in
-            duration(seconds: try number(n, "backend.check_interval_seconds", range: 0.2...3600))
-        } ?? KVWarmConfig.Backend.defaultCheckInterval
-        let fingerprintCheck = try b["fingerprint_check_seconds"].map { n throws(ConfigError) in
-            duration(seconds: try number(n, "backend.fingerprint_check_seconds", range: 0.2...86_400))
-        } ?? KVWarmConfig.Backend.defaultFingerprintInterval
+        guard !backends.isEmpty else { throw fail("backend", nil, "missing (it needs at least \"url\"; or name several in \"backends\")") }
 
         var stateDir = KVWarmConfig.defaultStateDir
         if let n = root["state_dir"] { stateDir = try absolutePath(n, "state_dir") }
@@ -213,7 +198,7 @@ private struct Reader {
         } ?? ConfigLoader.defaultMaxTemplateBytes
 
         guard let tNode = root["templates"] else { throw fail("templates", nil, "missing (map each template name to its file)") }
-        let templates = try templateSpecs(tNode, base: nil)
+        let templates = try templateSpecs(tNode, base: nil, backends: backends)
 
         var includeRoots: [String]
         if let n = root["include_roots"] {
@@ -259,15 +244,16 @@ private struct Reader {
                 keepWarm.activeCheckInterval = .milliseconds(try integer(a, "keep_warm.active_check_ms", range: 50...60_000))
             }
         }
+        let main = backends[KVWarmConfig.defaultBackendName] ?? backends[backends.keys.sorted()[0]]!
         var config = KVWarmConfig(
-            backend: .init(address: address, apiKeyFile: apiKeyFile, slotSaveDir: slotSaveDir, timeout: timeout,
-                           kvTag: kvTag, checkInterval: check, fingerprintInterval: fingerprintCheck),
+            backend: main,
             stateDir: stateDir, debounce: .milliseconds(debounceMS), maxWait: .milliseconds(maxWaitMS),
             templates: templates, includeRoots: includeRoots,
             startup: .init(backendWait: wait, onUnavailable: policy),
             maxTemplateBytes: maxBytes, sourcePath: file, notices: [],
             watchdogHang: hang.map { .milliseconds(Int64($0 * 1000)) })
         config.keepWarm = keepWarm
+        config.backends = backends
         if let n = root["metrics_file"] {
             let p = try absolutePath(n, "metrics_file")
             guard p.hasSuffix(".prom") else {
@@ -279,6 +265,51 @@ private struct Reader {
         return config
     }
 
+    /// One backend's settings: the top-level `backend` object or an entry of `backends` (`key` names it).
+    func backendSettings(_ backendNode: JSONNode, _ key: String) throws(ConfigError) -> KVWarmConfig.Backend {
+        let b = try object(backendNode, key, allowed: [
+            "url", "api_key_file", "slot_save_dir", "timeout_seconds", "kv_tag", "check_interval_seconds",
+            "fingerprint_check_seconds",
+        ])
+        guard let urlNode = b["url"] else { throw fail("\(key).url", backendNode, "missing") }
+        let address = try backendAddress(urlNode, "\(key).url")
+        var apiKeyFile: String?
+        if let n = b["api_key_file"] {
+            var s = try string(n, "\(key).api_key_file")
+            let credPrefix = "${CREDENTIALS_DIRECTORY}/"
+            if s.hasPrefix(credPrefix) {
+                guard let dir = environment["CREDENTIALS_DIRECTORY"] else {
+                    throw fail("\(key).api_key_file", n, "uses ${CREDENTIALS_DIRECTORY} but it is not set (LoadCredential= in the unit sets it)")
+                }
+                s = dir + "/" + s.dropFirst(credPrefix.count)
+            }
+            let p = try absolutePath(JSONNode(value: .string(s), line: n.line), "\(key).api_key_file")
+            guard FileManager.default.isReadableFile(atPath: p) else {
+                throw fail("\(key).api_key_file", n, "cannot read \(p)")
+            }
+            apiKeyFile = p
+        }
+        var slotSaveDir: String?
+        if let n = b["slot_save_dir"] {
+            let p = try absolutePath(n, "\(key).slot_save_dir")
+            try existingDirectory(p, n, "\(key).slot_save_dir")
+            slotSaveDir = p
+        }
+        let timeout = try b["timeout_seconds"].map { n throws(ConfigError) in
+            duration(seconds: try number(n, "\(key).timeout_seconds", range: 1...86_400))
+        } ?? KVWarmConfig.Backend.defaultTimeout
+        let kvTag = try b["kv_tag"].map { n throws(ConfigError) in try string(n, "\(key).kv_tag") }
+        let check = try b["check_interval_seconds"].map { n throws(ConfigError) in
+            duration(seconds: try number(n, "\(key).check_interval_seconds", range: 0.2...3600))
+        } ?? KVWarmConfig.Backend.defaultCheckInterval
+        let fingerprintCheck = try b["fingerprint_check_seconds"].map { n throws(ConfigError) in
+            duration(seconds: try number(n, "\(key).fingerprint_check_seconds", range: 0.2...86_400))
+        } ?? KVWarmConfig.Backend.defaultFingerprintInterval
+
+        return .init(address: address, apiKeyFile: apiKeyFile, slotSaveDir: slotSaveDir, timeout: timeout,
+                     kvTag: kvTag, checkInterval: check, fingerprintInterval: fingerprintCheck)
+    }
+
     func defaultIncludeRoots(_ templates: [TemplateSpec]) -> [String] {
         var seen: [String] = []
         for t in templates {
@@ -288,7 +319,8 @@ private struct Reader {
         return seen
     }
 
-    func templateSpecs(_ node: JSONNode, base: String?, stripAt: Bool = false) throws(ConfigError) -> [TemplateSpec] {
+    func templateSpecs(_ node: JSONNode, base: String?, stripAt: Bool = false,
+                       backends: [String: KVWarmConfig.Backend]) throws(ConfigError) -> [TemplateSpec] {
         guard case .object(let members) = node.value else {
             throw fail("templates", node, "expected an object mapping names to files, got \(node.value.typeName)")
         }
@@ -309,7 +341,7 @@ private struct Reader {
             case .string:
                 spec = TemplateSpec(name: name, path: try absolutePath(m.value, key, base: base))
             case .object:
-                let o = try object(m.value, key, allowed: ["path", "endpoint", "role"])
+                let o = try object(m.value, key, allowed: ["path", "endpoint", "role", "backend", "model"])
                 guard let p = o["path"] else { throw fail("\(key).path", m.value, "missing") }
                 spec = TemplateSpec(name: name, path: try absolutePath(p, "\(key).path", base: base))
                 if let e = o["endpoint"] {
@@ -326,6 +358,21 @@ private struct Reader {
                     }
                     spec.role = role
                 }
+                if let b = o["backend"] {
+                    let v = try string(b, "\(key).backend")
+                    guard backends[v] != nil else {
+                        throw fail("\(key).backend", b, "no backend \"\(v)\" (configured: \(backends.keys.sorted().joined(separator: ", ")))")
+                    }
+                    spec.backend = v
+                }
+                if let mo = o["model"] {
+                    let v = try string(mo, "\(key).model")
+                    guard !v.isEmpty, v.utf8.count <= 200,
+                          v.unicodeScalars.allSatisfy({ !CharacterSet.controlCharacters.contains($0) }) else {
+                        throw fail("\(key).model", mo, "a router model name is 1 to 200 bytes without control characters")
+                    }
+                    spec.model = v
+                }
                 if spec.isRequest {
                     // the request body says it all: messages carry their roles, and it is a chat request
                     if let e = o["endpoint"], spec.endpoint != .chat {
@@ -338,9 +385,12 @@ private struct Reader {
             default:
                 throw fail(key, m.value, "expected a file path or an object with \"path\", got \(m.value.value.typeName)")
             }
+            if backends[spec.backend] == nil {
+                throw fail("\(key).backend", m.value, "missing: there is no top-level \"backend\", so each template names one of \(backends.keys.sorted().joined(separator: ", "))")
+            }
             let dir = (spec.path as NSString).deletingLastPathComponent
             try existingDirectory(dir, m.value, key)
-            let fileName = SlotFileNaming.safeName(name)
+            let fileName = SlotFileNaming.stem(template: name, model: spec.model)
             if let other = fileNames[fileName] {
                 throw fail(key, m.value, "names \"\(other)\" and \"\(name)\" both become the KV file name \"\(fileName)\"; rename one")
             }
@@ -375,12 +425,14 @@ private struct Reader {
         // has no meaningful one under systemd, so they resolve against the config's directory.
         let absoluteFile = file.hasPrefix("/") ? file : FileManager.default.currentDirectoryPath + "/" + file
         let base = (LexicalPath.normalize(absoluteFile) as NSString).deletingLastPathComponent
-        let templates = try templateSpecs(prefixes, base: base.isEmpty ? nil : base, stripAt: true)
-        return KVWarmConfig(
-            backend: .init(address: address, apiKeyFile: nil, slotSaveDir: nil,
-                           timeout: KVWarmConfig.Backend.defaultTimeout, kvTag: nil,
-                           checkInterval: KVWarmConfig.Backend.defaultCheckInterval,
-                           fingerprintInterval: KVWarmConfig.Backend.defaultFingerprintInterval),
+        let backend = KVWarmConfig.Backend(address: address, apiKeyFile: nil, slotSaveDir: nil,
+                                           timeout: KVWarmConfig.Backend.defaultTimeout, kvTag: nil,
+                                           checkInterval: KVWarmConfig.Backend.defaultCheckInterval,
+                                           fingerprintInterval: KVWarmConfig.Backend.defaultFingerprintInterval)
+        let templates = try templateSpecs(prefixes, base: base.isEmpty ? nil : base, stripAt: true,
+                                          backends: [KVWarmConfig.defaultBackendName: backend])
+        var config = KVWarmConfig(
+            backend: backend,
             stateDir: environment["STATE_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) }
                 ?? KVWarmConfig.defaultStateDir,
             debounce: KVWarmConfig.defaultDebounce, maxWait: KVWarmConfig.defaultMaxWait,
@@ -388,5 +440,7 @@ private struct Reader {
             startup: .init(backendWait: KVWarmConfig.Startup.defaultBackendWait,
                            onUnavailable: KVWarmConfig.Startup.defaultOnUnavailable),
             maxTemplateBytes: ConfigLoader.defaultMaxTemplateBytes, sourcePath: file, notices: notices)
+        config.backends = [KVWarmConfig.defaultBackendName: backend]
+        return config
     }
 }

@@ -21,15 +21,26 @@ public struct TemplateSpec: Sendable, Equatable, Codable {
     public var path: String
     public var endpoint: TemplateEndpoint
     public var role: TemplateRole
+    /// The named backend the template is warmed on (`templates.NAME.backend`; ``KVWarmConfig/defaultBackendName``
+    /// when absent).
+    public var backend: String = KVWarmConfig.defaultBackendName
+    /// The router model the template belongs to (`templates.NAME.model`); nil for a single-model server.
+    public var model: String? = nil
 
     /// Whether the file is a request template: an OpenAI chat-completions body (`.json`).
     public var isRequest: Bool { path.hasSuffix(".json") }
 
-    public init(name: String, path: String, endpoint: TemplateEndpoint = .chat, role: TemplateRole = .user) {
+    /// The pipeline that warms the template.
+    public var pipeline: PipelineKey { PipelineKey(backend: backend, model: model) }
+
+    public init(name: String, path: String, endpoint: TemplateEndpoint = .chat, role: TemplateRole = .user,
+                backend: String = KVWarmConfig.defaultBackendName, model: String? = nil) {
         self.name = name
         self.path = path
         self.endpoint = endpoint
         self.role = role
+        self.backend = backend
+        self.model = model
     }
 }
 
@@ -113,7 +124,11 @@ public struct KVWarmConfig: Sendable, Equatable {
     /// `max_wait_ms` when absent (raised to the debounce when that is longer).
     public static let defaultMaxWait: Duration = .milliseconds(2000)
 
+    /// The backend of this configuration: the default one in a file's configuration, the
+    /// pipeline's own in a ``view(for:)``.
     public var backend: Backend
+    /// Every configured backend by name: `backend` as ``defaultBackendName`` and the entries of `backends`.
+    public var backends: [String: Backend] = [:]
     public var stateDir: String
     public var debounce: Duration
     public var maxWait: Duration
@@ -134,6 +149,20 @@ public struct KVWarmConfig: Sendable, Equatable {
 
     /// The in-flight age past which the watchdog withholds its pings.
     public var watchdogHangAfter: Duration { watchdogHang ?? backend.timeout * 2 + .seconds(60) }
+
+    /// The name the top-level `backend` key has among ``backends``.
+    public static let defaultBackendName = "default"
+
+    /// The pipelines the templates need, sorted (one per backend, and per model on a router).
+    public var pipelines: [PipelineKey] { Set(templates.map(\.pipeline)).sorted() }
+
+    /// This configuration narrowed to one pipeline: its templates only, and its backend as ``backend``.
+    public func view(for key: PipelineKey) -> KVWarmConfig {
+        var v = self
+        v.templates = templates.filter { $0.pipeline == key }
+        if let b = backends[key.backend] { v.backend = b }
+        return v
+    }
 
     /// The template with `name`, if configured.
     public func template(named name: String) -> TemplateSpec? { templates.first { $0.name == name } }

@@ -70,6 +70,19 @@ public actor BackendIdentity {
         return true
     }
 
+    /// Records whether the pipeline's router model is loaded (for `kvwarm status`); true when that changed.
+    @discardableResult
+    public func noteModelLoaded(_ loaded: Bool) -> Bool {
+        let was = writer.state.modelUnloaded ?? false
+        guard was == loaded else { return false }
+        writer.update { $0.modelUnloaded = loaded ? nil : true }
+        writer.writeSoon()
+        return true
+    }
+
+    /// Whether the router reported the pipeline's model not loaded at the last check.
+    public var modelUnloaded: Bool { writer.state.modelUnloaded ?? false }
+
     /// Whether the current backend was seen clearing idle slots.
     public var clearsIdleSlots: Bool {
         guard let fp = current else { return false }

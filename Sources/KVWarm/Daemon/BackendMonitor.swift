@@ -24,12 +24,19 @@ public struct BackendMonitor: Service {
     public let coordinator: WarmCoordinator
     public let gate: ReadinessGate
     public let logger: Logger
+    /// Told STATUS when the pipeline's router model unloads or loads.
+    public let notifier: Notifier
+    /// Makes the next check run at once (the router's events: a model loaded or unloaded).
+    public let wake: CheckWake
 
     /// The intervals come from the coordinator's configuration at each check, so a reload applies them.
-    public init(coordinator: WarmCoordinator, gate: ReadinessGate, logger: Logger) {
+    public init(coordinator: WarmCoordinator, gate: ReadinessGate, logger: Logger, notifier: Notifier = .disabled,
+                wake: CheckWake = CheckWake()) {
         self.coordinator = coordinator
         self.gate = gate
         self.logger = logger
+        self.notifier = notifier
+        self.wake = wake
     }
 
     static func probe(_ client: LlamaClient) async -> BackendCheck.Probe {
@@ -73,7 +80,7 @@ public struct BackendMonitor: Service {
                 let config = await coordinator.parts.config
                 let interval = check.nextInterval(configured: config.backend.checkInterval,
                                                   active: identity.keeper.active() ? config.keepWarm.activeCheckInterval : nil)
-                do { try await Task.sleep(for: interval) } catch { return }
+                if await wake.sleep(for: interval) == false { return }
             }
             first = false
             // one read of the parts after the sleep: a reload during it applies to this check
@@ -100,6 +107,16 @@ public struct BackendMonitor: Service {
             return true
         case .wentDown(let error):
             await identity.invalidate()
+            if case .modelUnloaded(let model) = error {
+                await identity.noteModelLoaded(false)
+                let total = parts.config.templates.count
+                notifier.status("\(ReadinessAggregation.unloadedPrefix): router model \(model) is not loaded; \(Counted.of(total, "template")) warmed when it loads")
+                logger.notice("router model \(model) unloaded: its templates are warmed when it loads again",
+                              metadata: .stage(.backend, .modelUnloaded, [
+                                  LogField.outcome: .string(Outcome.unloaded.rawValue), LogField.reason: .string(error.reason),
+                              ]))
+                return true
+            }
             logger.warning("backend \(parts.config.backend.address) unavailable: \(error)", metadata: .stage(.backend, .backendUnavailable, [
                 LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(error.reason),
             ]))
@@ -142,6 +159,9 @@ public struct BackendMonitor: Service {
                               LogField.outcome: .string(Outcome.ok.rawValue), LogField.reason: .string(reason),
                           ]))
             if resetSlots { await identity.restarted() }
+            if await identity.noteModelLoaded(true) {
+                notifier.status("watching \(Counted.of(parts.config.templates.count, "template")) (model loaded)")
+            }
             await coordinator.enqueueAll()
             return true
         }

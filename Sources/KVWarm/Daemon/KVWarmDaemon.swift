@@ -2,11 +2,12 @@ import Foundation
 import Logging
 import ServiceLifecycle
 
-/// Assembles the pipeline's services and runs them until shutdown.
+/// Assembles the pipelines' services and runs them until shutdown.
 ///
-/// Order in the group (graceful shutdown runs in reverse, so the worker stops
+/// Order in the group (graceful shutdown runs in reverse, so the workers stop
 /// first: STOPPING=1, the request in flight is aborted and the state written):
-/// watch → event pump (debounce) → startup → backend monitor → reload → watchdog → worker.
+/// per pipeline watch → event pump (debounce) → startup → backend monitor; then reload →
+/// router events → metrics → watchdog → every pipeline's worker.
 public struct KVWarmDaemon: Sendable {
     public var configPath: String
     public var environment: [String: String]
@@ -20,13 +21,33 @@ public struct KVWarmDaemon: Sendable {
         self.logger = logger
     }
 
-    /// Loads the config and builds fresh parts (also re-reads the API key file).
+    /// Loads the config and builds fresh parts of its default view (also re-reads the API key file).
     public static func loadParts(configPath: String, environment: [String: String],
                                  scheduler: SlotScheduler) throws(ConfigError) -> PipelineParts {
         let config = try ConfigLoader(environment: environment).load(path: configPath)
-        let key = try readAPIKey(config)
-        let transport = CurlTransport(address: config.backend.address, apiKey: key)
-        return PipelineParts(config: config, transport: transport, scheduler: scheduler)
+        return try parts(config.view(for: config.pipelines.first ?? PipelineKey()),
+                         model: config.pipelines.first?.model, scheduler: scheduler)
+    }
+
+    /// The parts of one pipeline's configuration view (reads its API key file).
+    public static func parts(_ view: KVWarmConfig, model: String?,
+                             scheduler: SlotScheduler) throws(ConfigError) -> PipelineParts {
+        let key = try readAPIKey(view)
+        let transport = CurlTransport(address: view.backend.address, apiKey: key)
+        return PipelineParts(config: view, transport: transport, scheduler: scheduler, model: model)
+    }
+
+    /// Loads the config and builds the parts of every pipeline; `schedulers` gives each its slot
+    /// scheduler (kept across reloads).
+    public static func loadAllParts(configPath: String, environment: [String: String],
+                                    schedulers: [PipelineKey: SlotScheduler]) throws(ConfigError)
+        -> [PipelineKey: PipelineParts] {
+        let config = try ConfigLoader(environment: environment).load(path: configPath)
+        var out: [PipelineKey: PipelineParts] = [:]
+        for key in config.pipelines {
+            out[key] = try parts(config.view(for: key), model: key.model, scheduler: schedulers[key] ?? SlotScheduler())
+        }
+        return out
     }
 
     /// The API key from `backend.api_key_file`, trimmed of surrounding white space.
@@ -47,11 +68,17 @@ public struct KVWarmDaemon: Sendable {
     }
 
     /// Runs until SIGTERM/SIGINT (exit 0) or a fatal startup condition (its exit code).
+    ///
+    /// One pipeline per backend (and per model of a router), each with its own services; with
+    /// more than the default one, their notifications go through a ``ReadinessAggregator``.
     public func run() async -> SysExit {
-        let scheduler = SlotScheduler()
-        let parts: PipelineParts
+        let config: KVWarmConfig
+        var all: [PipelineKey: PipelineParts] = [:]
         do {
-            parts = try Self.loadParts(configPath: configPath, environment: environment, scheduler: scheduler)
+            config = try ConfigLoader(environment: environment).load(path: configPath)
+            for key in config.pipelines {
+                all[key] = try Self.parts(config.view(for: key), model: key.model, scheduler: SlotScheduler())
+            }
         } catch {
             logger.critical("invalid configuration: \(error)", metadata: .stage(.startup, .startupBegin, [
                 LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string("bad_config"),
@@ -59,11 +86,9 @@ public struct KVWarmDaemon: Sendable {
             notifier.failed(status: "invalid configuration: \(error)", errno: 22)
             return .config
         }
-        let config = parts.config
-        let store = StateStore(directory: config.stateDir)
-        var state = WarmState()
+        let keys = config.pipelines
         do {
-            try store.prepare()
+            try StateStore(directory: config.stateDir).prepare()
         } catch {
             logger.critical("cannot use state_dir \(config.stateDir): \(error)", metadata: .stage(.startup, .startupBegin))
             notifier.failed(status: "cannot use state_dir \(config.stateDir)", errno: 13)
@@ -83,61 +108,54 @@ public struct KVWarmDaemon: Sendable {
             return .tempFail
         }
         defer { withExtendedLifetime(lock) {} }
-        switch store.load() {
-        case .loaded(let s): state = s
-        case .absent: break
-        case .discarded(let reason, let movedTo):
-            logger.warning("state file discarded (\(reason)); moved to \(movedTo ?? "nowhere"); templates re-prefill",
-                           metadata: .stage(.startup, .startupBegin))
-        }
-        // forget templates no longer configured, then sweep the KV files of this instance's templates
-        // (configured or recorded) that no record keeps; other names belong to whoever shares the directory
-        let names = Set(config.templates.map(\.name))
-        let owned = names.union(state.templates.keys)
-        state.templates = state.templates.filter { names.contains($0.key) }
-        let keep = Set(state.templates.values.compactMap(\.kvFile))
-        let removed = parts.persister.sweepOrphans(keep: keep, templates: owned)
-        if !removed.isEmpty {
-            logger.info("removed \(Counted.of(removed.count, "orphaned KV file"))", metadata: .stage(.persist, .persisted, [
-                "FILES": .string(removed.joined(separator: ",")),
-            ]))
-        }
 
-        let writer = StateWriter(store: store, state: state, logger: logger)
-        let identity = BackendIdentity(scheduler: scheduler, writer: writer, logger: logger)
-        let coordinator = WarmCoordinator(parts: parts, identity: identity, writer: writer, logger: logger)
-        let watcher = TemplateWatcher(logger: logger)
-        // the configured files are watched before the startup warm reads them, so no edit is missed
-        // (a failure is logged by the watcher; the templates it could watch stay watched)
-        try? watcher.update(WatchSet(files: Dictionary(uniqueKeysWithValues: config.templates.map { ($0.name, [$0.path]) })))
-
-        let gate = ReadinessGate()
-        let debouncer = PerKeyDebouncer<String, ContinuousClock>(quiet: config.debounce, maxWait: config.maxWait,
-                                                                  clock: ContinuousClock())
+        // the default pipeline alone talks to systemd directly, as kvwarm did before it had several
+        let aggregator = keys.count == 1 && keys[0].isDefault
+            ? nil : ReadinessAggregator(pipelines: keys, base: notifier.transport)
+        var pipelines: [PipelineAssembly] = []
+        do {
+            for key in keys {
+                let n = aggregator.map { Notifier(transport: $0.transport(for: key)) } ?? notifier
+                pipelines.append(try PipelineAssembly.build(key: key, parts: all[key]!, stateDir: config.stateDir,
+                                                            notifier: n, logger: logger))
+            }
+        } catch {
+            logger.critical("cannot use state_dir \(config.stateDir): \(error)", metadata: .stage(.startup, .startupBegin))
+            notifier.failed(status: "cannot use state_dir \(config.stateDir)", errno: 13)
+            return .cantCreate
+        }
+        let gate = aggregator?.gate ?? pipelines[0].gate
+        let coordinators = pipelines.map(\.coordinator)
         let env = environment
         let path = configPath
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: WatchService(watcher: watcher, dependencies: coordinator.dependencyChanges)),
-            .init(service: ShutdownCancelling(EventPump(watcher: watcher, coordinator: coordinator,
-                                                        debouncer: debouncer, logger: logger))),
-            .init(service: ShutdownCancelling(StartupSequence(coordinator: coordinator, notifier: notifier,
-                                                              gate: gate, logger: logger)),
-                  successTerminationBehavior: .ignore),
-            .init(service: ShutdownCancelling(BackendMonitor(coordinator: coordinator, gate: gate, logger: logger))),
-            .init(service: ShutdownCancelling(ReloadService(coordinator: coordinator, notifier: notifier, gate: gate,
-                                                            logger: logger, load: { () throws(ConfigError) in
-                try Self.loadParts(configPath: path, environment: env, scheduler: scheduler)
-            }))),
-        ]
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        // services of every pipeline, workers last (graceful shutdown runs in reverse: workers stop first)
+        for p in pipelines { services += p.services.dropLast() }
+        services.append(.init(service: ShutdownCancelling(ReloadService(
+            pipelines: Dictionary(uniqueKeysWithValues: pipelines.map { ($0.key, $0.coordinator) }),
+            notifier: notifier, gate: gate, logger: logger,
+            load: { (schedulers: [PipelineKey: SlotScheduler]) throws(ConfigError) in
+                try Self.loadAllParts(configPath: path, environment: env, schedulers: schedulers)
+            }))))
+        // one event stream per router, waking the monitors of its models
+        let routed = pipelines.filter { $0.key.model != nil }
+        for (backend, members) in Dictionary(grouping: routed, by: \.key.backend).sorted(by: { $0.key < $1.key }) {
+            let view = all[members[0].key]!.config
+            let apiKey = (try? Self.readAPIKey(view)) ?? nil
+            services.append(.init(service: ShutdownCancelling(RouterEvents(
+                transport: CurlTransport(address: view.backend.address, apiKey: apiKey),
+                wakes: Dictionary(uniqueKeysWithValues: members.map { ($0.key.model!, $0.wake) }),
+                logger: PipelineAssembly.logger(logger, PipelineKey(backend: backend))))))
+        }
         if config.metricsFile != nil {
-            services.append(.init(service: ShutdownCancelling(MetricsService(coordinator: coordinator, logger: logger))))
+            services.append(.init(service: ShutdownCancelling(MetricsService(coordinators: coordinators, logger: logger))))
         }
         if let ping = WatchdogConfig.fromEnvironment(environment, pid: getpid()) {
             services.append(.init(service: ShutdownCancelling(WatchdogService(
-                coordinator: coordinator, notifier: notifier, pingInterval: ping,
+                coordinators: coordinators, notifier: notifier, pingInterval: ping,
                 hangAfter: config.watchdogHangAfter, logger: logger))))
         }
-        services.append(.init(service: WarmWorker(coordinator: coordinator, notifier: notifier, logger: logger)))
+        for p in pipelines { services.append(p.services.last!) }
 
         var groupConfig = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
                                                     logger: Logger(label: "kvwarm.lifecycle", factory: { _ in SwiftLogNoOpLogHandler() }))
@@ -153,11 +171,11 @@ public struct KVWarmDaemon: Sendable {
         do {
             try await group.run()
         } catch let exit as DaemonExit {
-            await coordinator.flush()
+            for c in coordinators { await c.flush() }
             return exit.code
         } catch {
             logger.critical("stopped on error: \(error)", metadata: .stage(.shutdown, .shutdown))
-            await coordinator.flush()
+            for c in coordinators { await c.flush() }
             return .software
         }
         return .ok

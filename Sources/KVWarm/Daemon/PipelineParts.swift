@@ -7,9 +7,11 @@ public struct PipelineParts: Sendable {
     public var warmer: TemplateWarmer
     public var persister: SlotPersister
 
-    public init(config: KVWarmConfig, transport: any HTTPTransport, scheduler: SlotScheduler) {
+    /// Parts for `config` (one pipeline's ``KVWarmConfig/view(for:)``); with `model`, every call
+    /// goes to that model of a llama-server router.
+    public init(config: KVWarmConfig, transport: any HTTPTransport, scheduler: SlotScheduler, model: String? = nil) {
         self.config = config
-        client = LlamaClient(transport: transport, timeout: config.backend.timeout)
+        client = LlamaClient(transport: transport, timeout: config.backend.timeout, model: model)
         loader = SnapshotLoader(includeRoots: config.includeRoots, maxBytes: config.maxTemplateBytes)
         builder = WarmPromptBuilder(client: client)
         warmer = TemplateWarmer(client: client, scheduler: scheduler)

@@ -7,11 +7,13 @@ import UnixSignals
 ///
 /// Sends RELOADING=1 with MONOTONIC_USEC, loads the file, adds and removes
 /// templates and watches, warms what is new or changed, then READY=1. A bad
-/// config keeps the old one in force and says why (log and STATUS). A burst
-/// of signals (closer than 100 ms, up to 1 s) is one reload; signals that
-/// arrive during a reload coalesce into one more.
+/// config keeps the old one in force and says why (log and STATUS); so does one
+/// that adds or removes a pipeline (a backend, or a router model), which takes a
+/// restart. A burst of signals (closer than 100 ms, up to 1 s) is one reload;
+/// signals that arrive during a reload coalesce into one more.
 public struct ReloadService: Service {
-    public let coordinator: WarmCoordinator
+    /// The coordinator of each running pipeline.
+    public let pipelines: [PipelineKey: WarmCoordinator]
     public let notifier: Notifier
     public let gate: ReadinessGate
     public let logger: Logger
@@ -19,12 +21,13 @@ public struct ReloadService: Service {
     public var quietPeriod: Duration = .milliseconds(100)
     /// A burst is cut after this long, so a steady stream of signals still reloads.
     public var burstLimit: Duration = .seconds(1)
-    /// Loads the config and builds the parts (reads the API key file again).
-    public let load: @Sendable () throws(ConfigError) -> PipelineParts
+    /// Loads the config and builds every pipeline's parts with the given slot schedulers (reads
+    /// the API key files again).
+    public let load: @Sendable ([PipelineKey: SlotScheduler]) throws(ConfigError) -> [PipelineKey: PipelineParts]
 
-    public init(coordinator: WarmCoordinator, notifier: Notifier, gate: ReadinessGate, logger: Logger,
-                load: @escaping @Sendable () throws(ConfigError) -> PipelineParts) {
-        self.coordinator = coordinator
+    public init(pipelines: [PipelineKey: WarmCoordinator], notifier: Notifier, gate: ReadinessGate, logger: Logger,
+                load: @escaping @Sendable ([PipelineKey: SlotScheduler]) throws(ConfigError) -> [PipelineKey: PipelineParts]) {
+        self.pipelines = pipelines
         self.notifier = notifier
         self.gate = gate
         self.logger = logger
@@ -70,28 +73,54 @@ public struct ReloadService: Service {
 
     /// One reload, after RELOADING=1 was sent.
     func reload() async {
-        let parts: PipelineParts
+        var schedulers: [PipelineKey: SlotScheduler] = [:]
+        for (k, c) in pipelines { schedulers[k] = await c.parts.warmer.scheduler }
+        var all: [PipelineKey: PipelineParts]
         do {
-            parts = try load()
+            all = try load(schedulers)
         } catch {
-            logger.error("reload rejected, keeping the running configuration: \(error)",
-                         metadata: .stage(.reload, .reloadRejected, [
-                             LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string("bad_config"),
-                         ]))
-            let total = await coordinator.parts.config.templates.count
-            notifier.ready(status: "watching \(Counted.of(total, "template")); last reload rejected: \(error)")
+            await reject("\(error)", reason: "bad_config")
             return
         }
-        let changed = await coordinator.replace(parts: parts)
-        await coordinator.enqueue(changed)
-        await coordinator.drained()
-        let total = parts.config.templates.count
-        let failed = await coordinator.problems.count
-        logger.notice("reloaded: \(Counted.of(total, "template")), \(changed.count) new or changed",
+        guard Set(all.keys) == Set(pipelines.keys) else {
+            let now = Set(pipelines.keys), then = Set(all.keys)
+            let added = then.subtracting(now).sorted().map(\.description)
+            let removed = now.subtracting(then).sorted().map(\.description)
+            var what: [String] = []
+            if !added.isEmpty { what.append("adds \(added.joined(separator: ", "))") }
+            if !removed.isEmpty { what.append("removes \(removed.joined(separator: ", "))") }
+            await reject("the new configuration \(what.joined(separator: " and ")): restart kvwarm to change its backends or router models",
+                         reason: "pipelines_changed")
+            return
+        }
+        var total = 0, failed = 0, changedCount = 0
+        var changes: [(WarmCoordinator, Set<String>)] = []
+        for (k, c) in pipelines.sorted(by: { $0.key < $1.key }) {
+            let changed = await c.replace(parts: all[k]!)
+            changes.append((c, changed))
+        }
+        for (c, changed) in changes { await c.enqueue(changed) }
+        for (c, changed) in changes {
+            await c.drained()
+            total += await c.parts.config.templates.count
+            failed += await c.problems.count
+            changedCount += changed.count
+        }
+        logger.notice("reloaded: \(Counted.of(total, "template")), \(changedCount) new or changed",
                       metadata: .stage(.reload, .reloadDone, [
                           LogField.outcome: .string(Outcome.ok.rawValue),
                       ]))
         notifier.ready(status: "watching \(Counted.of(total, "template")) (\(failed) failed)")
+    }
+
+    private func reject(_ why: String, reason: String) async {
+        logger.error("reload rejected, keeping the running configuration: \(why)",
+                     metadata: .stage(.reload, .reloadRejected, [
+                         LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(reason),
+                     ]))
+        var total = 0
+        for c in pipelines.values { total += await c.parts.config.templates.count }
+        notifier.ready(status: "watching \(Counted.of(total, "template")); last reload rejected: \(why)")
     }
 }
 

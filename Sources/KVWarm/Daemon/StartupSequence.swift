@@ -49,6 +49,17 @@ public struct StartupSequence: Service {
                 break
             }
             if lastReason == .cancelled || Task.isCancelled { return }
+            if case .modelUnloaded(let model) = lastReason {
+                // kvwarm never loads a model: its templates are warmed when the router loads it
+                let status = "\(ReadinessAggregation.unloadedPrefix): router model \(model) is not loaded; \(Counted.of(total, "template")) warmed when it loads"
+                logger.notice("\(status)", metadata: .stage(.startup, .modelUnloaded, [
+                    LogField.outcome: .string(Outcome.unloaded.rawValue), LogField.reason: .string("model_unloaded"),
+                ]))
+                await coordinator.identity.noteModelLoaded(false)
+                notifier.ready(status: status)
+                gate.open()
+                return
+            }
             if clock.now >= deadline { break }
             if lastWaitLog.map({ $0.duration(to: clock.now) >= Self.progressEvery }) ?? true {
                 lastWaitLog = clock.now

@@ -169,7 +169,7 @@ private struct Run {
         rec.lastError = nil
         rec.lastErrorAt = nil
         if report.mode == .prefill {
-            let fileName = SlotFileNaming.fileName(template: name, digest: snapshot.digest)
+            let fileName = SlotFileNaming.fileName(template: name, model: snapshot.spec.model, digest: snapshot.digest)
             let warmer = p.warmer
             do {
                 let saved = try await p.persister.save(

@@ -136,17 +136,19 @@ public actor WarmCoordinator {
     /// Each configured template's state, last warm and counters, for the metrics file.
     public func metricsTemplates() async -> [MetricsSnapshot.Template] {
         let ineffective = await identity.restoreIneffective
+        let unloaded = await identity.modelUnloaded
         let state = writer.state
         let waiting = Set(machine.queue).union(machine.inFlight.map { [$0] } ?? [])
         return parts.config.templates.map { t in
             let r = state.templates[t.name]
             let s: MetricsSnapshot.State
-            if waiting.contains(t.name) { s = .pending }
+            if unloaded { s = .unloaded }
+            else if waiting.contains(t.name) { s = .pending }
             else if problems[t.name] != nil { s = .failed }
             else if r?.digest == nil { s = .never }
             else if let fp = r?.fingerprint, ineffective.contains(fp) { s = .ineffective }
             else { s = .warm }
-            var m = MetricsSnapshot.Template(name: t.name, backend: "default", state: s)
+            var m = MetricsSnapshot.Template(name: t.name, backend: t.backend, model: t.model ?? "", state: s)
             metrics.fill(&m)
             if let r, r.warmedAt != nil {
                 m.lastMode = r.mode?.rawValue

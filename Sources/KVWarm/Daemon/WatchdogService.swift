@@ -7,15 +7,16 @@ import ServiceLifecycle
 /// flight for longer than `hangAfter` (the request timeout plus a margin): a
 /// pipeline that hangs stops the pings, and systemd restarts the service.
 public struct WatchdogService: Service {
-    public let coordinator: WarmCoordinator
+    /// One coordinator per pipeline: any of them hanging withholds the pings.
+    public let coordinators: [WarmCoordinator]
     public let notifier: Notifier
     public let pingInterval: Duration
     public let hangAfter: Duration
     public let logger: Logger
 
-    public init(coordinator: WarmCoordinator, notifier: Notifier, pingInterval: Duration, hangAfter: Duration,
+    public init(coordinators: [WarmCoordinator], notifier: Notifier, pingInterval: Duration, hangAfter: Duration,
                 logger: Logger) {
-        self.coordinator = coordinator
+        self.coordinators = coordinators
         self.notifier = notifier
         self.pingInterval = pingInterval
         self.hangAfter = hangAfter
@@ -25,7 +26,11 @@ public struct WatchdogService: Service {
     public func run() async throws {
         var reported = false
         while !Task.isCancelled {
-            if let age = await coordinator.inFlightAge(), age > hangAfter {
+            var oldest: Duration?
+            for c in coordinators {
+                if let a = await c.inFlightAge() { oldest = max(oldest ?? a, a) }
+            }
+            if let age = oldest, age > hangAfter {
                 if !reported {
                     reported = true
                     logger.error("a warm has been in flight for \(Int(age.milliseconds / 1000)) s: withholding watchdog pings",

@@ -20,6 +20,10 @@ public enum LogField {
     public static let kvFile = "KV_FILE"
     public static let path = "PATH_NAME"
     public static let hint = "HINT"
+    /// The named backend of a record's pipeline (every record of a pipeline carries it).
+    public static let backend = "BACKEND"
+    /// The router model of a record's pipeline, when it has one.
+    public static let model = "MODEL"
     /// The `LogEvent.error` of a record, as text (added by the handlers when an error is attached).
     public static let error = "ERROR"
 }
@@ -32,6 +36,8 @@ public enum Stage: String, Sendable, CaseIterable {
 /// What became of a stage's work, as written in the `OUTCOME` field.
 public enum Outcome: String, Sendable {
     case ok, changed, unchanged, failed, ineffective
+    /// A router model is not loaded: nothing was attempted.
+    case unloaded
 }
 
 /// How a template was warmed, as written in the `MODE` field.
@@ -72,6 +78,7 @@ public enum MessageID: String, Sendable, CaseIterable {
     case reloadRejected = "c00adbc80ddd47b19cf4f7767f85a653"
     case backendChanged = "abcdc86b957f4708b96e47773c7be8b2"
     case backendUnavailable = "9580927fdc7943a48de4b917c750c67c"
+    case modelUnloaded = "dde8b29bd7b947fcb0af84052de5b8e9"
     case credentialRejected = "118c6126cd9340d6a28a5b37c252bbd7"
     case shutdown = "e0e1f8e0b900429e98f12a04ba50b0b2"
 }

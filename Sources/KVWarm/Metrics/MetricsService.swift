@@ -15,28 +15,38 @@ import ServiceLifecycle
 /// as another user) and renamed over the old one. A failed write is logged once per episode; the
 /// next change tries again. Without `metrics_file` in the configuration it writes nothing.
 public struct MetricsService: Service {
-    public let coordinator: WarmCoordinator
+    /// One coordinator per pipeline; the file holds all their templates.
+    public let coordinators: [WarmCoordinator]
     public let logger: Logger
     /// How long after a change the file is written (changes meanwhile share the write).
     public var coalesce: Duration = .seconds(1)
 
-    public init(coordinator: WarmCoordinator, logger: Logger) {
-        self.coordinator = coordinator
+    public init(coordinators: [WarmCoordinator], logger: Logger) {
+        self.coordinators = coordinators
         self.logger = logger
     }
 
     public func run() async throws {
         var failing = false
         await write(&failing)
-        for await _ in coordinator.metrics.changes {
-            do { try await Task.sleep(for: coalesce) } catch { return }
-            await write(&failing)
+        let (changes, sink) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let forwards = coordinators.map { c in
+            Task { for await _ in c.metrics.changes { sink.yield() } }
         }
+        defer { for f in forwards { f.cancel() } }
+        await withTaskCancellationHandler {
+            for await _ in changes {
+                do { try await Task.sleep(for: coalesce) } catch { return }
+                await write(&failing)
+            }
+        } onCancel: { sink.finish() }
     }
 
     private func write(_ failing: inout Bool) async {
-        guard let path = await coordinator.parts.config.metricsFile else { return }
-        let text = PrometheusText.render(MetricsSnapshot(templates: await coordinator.metricsTemplates(), writtenAt: Date()))
+        guard let first = coordinators.first, let path = await first.parts.config.metricsFile else { return }
+        var templates: [MetricsSnapshot.Template] = []
+        for c in coordinators { templates += await c.metricsTemplates() }
+        let text = PrometheusText.render(MetricsSnapshot(templates: templates, writtenAt: Date()))
         if let error = Self.writeAtomically(text, to: path) {
             if !failing {
                 logger.warning("cannot write the metrics file \(path): \(error)", metadata: .stage(.persist, .persistFailed, [

@@ -14,6 +14,8 @@ public struct MetricsSnapshot: Sendable, Equatable {
         case ineffective
         /// Never warmed.
         case never
+        /// Its router model is not loaded: it is warmed when the model loads.
+        case unloaded
     }
 
     public struct Template: Sendable, Equatable {

@@ -21,9 +21,15 @@ public enum SlotFileNaming {
         return out.isEmpty ? "_" : out
     }
 
-    /// The KV file for a template at a content digest (hex SHA-256).
-    public static func fileName(template: String, digest: String) -> String {
-        "\(safeName(template))-\(digest.prefix(12)).bin"
+    /// The safe stem of a template's KV files: the template name, prefixed with the router model
+    /// and `--` when it has one (all models of a router write into one `--slot-save-path`).
+    public static func stem(template: String, model: String?) -> String {
+        safeName(model.map { "\($0)--\(template)" } ?? template)
+    }
+
+    /// The KV file for a template (of router model `model`) at a content digest (hex SHA-256).
+    public static func fileName(template: String, model: String? = nil, digest: String) -> String {
+        "\(stem(template: template, model: model))-\(digest.prefix(12)).bin"
     }
 
     /// The temporary name a save is written under before the rename.

@@ -99,14 +99,14 @@ public struct SlotPersister: Sendable {
         unlink(dir + "/" + fileName)
     }
 
-    /// Removes the kvwarm-named files of `templates` that are not in `keep`, and their partial
-    /// saves. Returns what was removed. Files of other template names are left alone: another
-    /// kvwarm (another config, backend or model) may share the slot directory.
+    /// Removes the kvwarm-named files with a stem in `stems` (``SlotFileNaming/stem(template:model:)``)
+    /// that are not in `keep`, and their partial saves. Returns what was removed. Files of other
+    /// stems are left alone: another kvwarm (another config, backend or model) may share the slot directory.
     @discardableResult
-    public func sweepOrphans(keep: Set<String>, templates: some Sequence<String>) -> [String] {
+    public func sweepOrphans(keep: Set<String>, stems: Set<String>) -> [String] {
         guard let dir = slotSaveDir,
               let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
-        let owned = Set(templates.map(SlotFileNaming.safeName))
+        let owned = stems
         var removed: [String] = []
         for name in names.sorted() {
             guard let stem = SlotFileNaming.templateStem(of: name), owned.contains(stem) else { continue }

@@ -12,10 +12,15 @@ import Glibc
 /// point leaves either the old or the new file, never a mix.
 public struct StateStore: Sendable {
     public let directory: String
-    public var path: String { directory + "/state.json" }
-    static let tempPrefix = "state.json.tmp-"
+    /// `state.json`, or a pipeline's own file (``PipelineKey/stateFileName``).
+    public let fileName: String
+    public var path: String { directory + "/" + fileName }
+    var tempPrefix: String { fileName + ".tmp-" }
 
-    public init(directory: String) { self.directory = directory }
+    public init(directory: String, fileName: String = "state.json") {
+        self.directory = directory
+        self.fileName = fileName
+    }
 
     public enum LoadResult: Sendable {
         case loaded(WarmState)
@@ -31,7 +36,7 @@ public struct StateStore: Sendable {
                                                     attributes: [.posixPermissions: 0o700])
         }
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        where name.hasPrefix(Self.tempPrefix) {
+        where name.hasPrefix(tempPrefix) {
             try? FileManager.default.removeItem(atPath: directory + "/" + name)
         }
     }
@@ -80,7 +85,7 @@ public struct StateStore: Sendable {
     /// Writes `state` atomically.
     public func save(_ state: WarmState) throws {
         let bytes = try Self.encode(state)
-        let tmp = directory + "/" + Self.tempPrefix + String(getpid())
+        let tmp = directory + "/" + tempPrefix + String(getpid())
         let fd = try FileDescriptor.open(FilePath(tmp), .writeOnly, options: [.create, .truncate, .closeOnExec],
                                          permissions: [.ownerReadWrite])
         do {

@@ -46,6 +46,8 @@ public struct WarmState: Sendable, Equatable, Codable {
     /// Fingerprint digests of backends seen clearing idle slots after each task launch
     /// (``SlotPolicyGuard``); absent in state files written before it existed.
     public var idleSlotsCleared: [String]?
+    /// For a router model's state file: true while the router reports the model not loaded.
+    public var modelUnloaded: Bool?
     public var templates: [String: WarmRecord] = [:]
 
     public init() {}

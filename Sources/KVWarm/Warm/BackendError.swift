@@ -21,6 +21,12 @@ public enum BackendError: Error, Sendable, Equatable, CustomStringConvertible {
     case unsupported(String)
     /// The task was cancelled (shutdown or reload).
     case cancelled
+    /// A llama-server router answered that the template's model is not loaded (400, asked with
+    /// `autoload=false`); kvwarm waits for it to load.
+    case modelUnloaded(String)
+    /// The backend is a router and the template names no model, or the template names a model
+    /// and the backend is not a router (or has no such model).
+    case routerMismatch(String)
 
     /// Short cause for the `REASON` log field.
     public var reason: String {
@@ -34,6 +40,8 @@ public enum BackendError: Error, Sendable, Equatable, CustomStringConvertible {
         case .malformed: "malformed_response"
         case .unsupported: "unsupported"
         case .cancelled: "cancelled"
+        case .modelUnloaded: "model_unloaded"
+        case .routerMismatch: "router_mismatch"
         }
     }
 
@@ -44,9 +52,9 @@ public enum BackendError: Error, Sendable, Equatable, CustomStringConvertible {
     /// backend fingerprint on these, since a restarted server may be another one.
     public var isTransient: Bool {
         switch self {
-        case .unreachable, .loading, .timeout, .broken, .malformed: true
+        case .unreachable, .loading, .timeout, .broken, .malformed, .modelUnloaded: true
         case .http(let s, _): s >= 500
-        case .unauthorized, .unsupported, .cancelled: false
+        case .unauthorized, .unsupported, .cancelled, .routerMismatch: false
         }
     }
 
@@ -61,6 +69,8 @@ public enum BackendError: Error, Sendable, Equatable, CustomStringConvertible {
         case .malformed(let m): "backend sent an unexpected response: \(m)"
         case .unsupported(let m): "backend does not support this: \(m)"
         case .cancelled: "cancelled"
+        case .modelUnloaded(let m): "router model \(m) is not loaded"
+        case .routerMismatch(let m): m
         }
     }
 }

@@ -29,6 +29,19 @@ public struct CurlTransport: HTTPTransport {
     }
 
     public func send(_ request: HTTPRequest) async throws(TransportFailure) -> HTTPResponse {
+        try await perform(request, onChunk: nil)
+    }
+
+    /// Sends `request` and hands each piece of the response body to `onChunk` as it arrives (on
+    /// a curl worker thread) instead of collecting it; returns the status with an empty body when
+    /// the server ends the response. For event streams (`GET /models/sse`).
+    public func stream(_ request: HTTPRequest,
+                       onChunk: @escaping @Sendable ([UInt8]) -> Void) async throws(TransportFailure) -> HTTPResponse {
+        try await perform(request, onChunk: onChunk)
+    }
+
+    private func perform(_ request: HTTPRequest,
+                         onChunk: (@Sendable ([UInt8]) -> Void)?) async throws(TransportFailure) -> HTTPResponse {
         let cancelFlag = CancelFlag()
         let url: String
         let socketPath: String?
@@ -39,7 +52,7 @@ public struct CurlTransport: HTTPTransport {
         let job = CurlJob(url: url, socketPath: socketPath, method: request.method, body: request.body,
                           timeoutMS: Int(request.timeout.components.seconds * 1000
                                          + request.timeout.components.attoseconds / 1_000_000_000_000_000),
-                          apiKey: apiKey, cancel: cancelFlag)
+                          apiKey: apiKey, cancel: cancelFlag, onChunk: onChunk)
         let result: Result<HTTPResponse, TransportFailure> = await withTaskCancellationHandler {
             await withCheckedContinuation { (cont: CheckedContinuation<Result<HTTPResponse, TransportFailure>, Never>) in
                 workers.pool.run(job) { cont.resume(returning: $0) }
@@ -63,7 +76,11 @@ final class CancelFlag: Sendable {
 private final class ResponseBuffer {
     var bytes: [UInt8] = []
     let cancel: CancelFlag
-    init(cancel: CancelFlag) { self.cancel = cancel }
+    let onChunk: (@Sendable ([UInt8]) -> Void)?
+    init(cancel: CancelFlag, onChunk: (@Sendable ([UInt8]) -> Void)?) {
+        self.cancel = cancel
+        self.onChunk = onChunk
+    }
 }
 
 /// Everything one transfer needs, owned by the thread that performs it.
@@ -75,10 +92,12 @@ struct CurlJob: Sendable {
     let timeoutMS: Int
     let apiKey: String?
     let cancel: CancelFlag
+    /// When set, receives the body piece by piece instead of the buffer.
+    var onChunk: (@Sendable ([UInt8]) -> Void)? = nil
 
     /// Runs the transfer on `h`, a handle just reset by its pool worker.
     func perform(on h: UnsafeMutableRawPointer) -> Result<HTTPResponse, TransportFailure> {
-        let buffer = ResponseBuffer(cancel: cancel)
+        let buffer = ResponseBuffer(cancel: cancel, onChunk: onChunk)
         let unmanaged = Unmanaged.passRetained(buffer)
         defer { unmanaged.release() }
 
@@ -114,7 +133,11 @@ struct CurlJob: Sendable {
             guard let user, let ptr else { return 0 }
             let buf = Unmanaged<ResponseBuffer>.fromOpaque(user).takeUnretainedValue()
             let count = size * n
-            buf.bytes.append(contentsOf: UnsafeRawBufferPointer(start: ptr, count: count))
+            if let f = buf.onChunk {
+                f(Array(UnsafeRawBufferPointer(start: ptr, count: count)))
+            } else {
+                buf.bytes.append(contentsOf: UnsafeRawBufferPointer(start: ptr, count: count))
+            }
             return count
         }
         _ = kvwarm_curl_setopt_long(h, CURLOPT_NOPROGRESS, 0)

@@ -4,10 +4,16 @@ import Foundation
 public struct LlamaClient: Sendable {
     public let transport: any HTTPTransport
     public var timeout: Duration
+    /// The router model every call is for (its transport is a ``RouterModelTransport``); nil for a
+    /// single-model server.
+    public let model: String?
 
-    public init(transport: any HTTPTransport, timeout: Duration) {
-        self.transport = transport
+    /// A client of a single-model server, or, with `model`, of that model behind a llama-server
+    /// router (every call then goes through a ``RouterModelTransport``).
+    public init(transport: any HTTPTransport, timeout: Duration, model: String? = nil) {
+        self.transport = model.map { RouterModelTransport(base: transport, model: $0) } ?? transport
         self.timeout = timeout
+        self.model = model
     }
 
     // MARK: - responses
@@ -183,6 +189,8 @@ public struct LlamaClient: Sendable {
         case 401: throw .unauthorized
         case 503 where Self.errorMessage(response.body).localizedCaseInsensitiveContains("loading"): throw .loading
         case 501: throw .unsupported(Self.errorMessage(response.body))
+        case 400 where Self.errorMessage(response.body) == "model is not loaded":
+            throw .modelUnloaded(model ?? "?")
         default: throw .http(status: response.status, message: Self.errorMessage(response.body))
         }
     }

@@ -147,11 +147,11 @@ struct DaemonRig {
         await rig.coordinator.enqueueAll()
         await rig.coordinator.drained()
         let (dir, transport, scheduler) = (rig.dir, rig.transport, rig.scheduler)
-        let reload = ReloadService(coordinator: rig.coordinator, notifier: rig.notifier, gate: ReadinessGate(),
-                                   logger: DaemonRig.logger, load: { () throws(ConfigError) -> PipelineParts in
+        let reload = ReloadService(pipelines: [PipelineKey(): rig.coordinator], notifier: rig.notifier, gate: ReadinessGate(),
+                                   logger: DaemonRig.logger, load: { _ throws(ConfigError) -> [PipelineKey: PipelineParts] in
             do {
-                return try DaemonRig.parts(dir, templates: ["a": DaemonRig.text, "b": "New. " + DaemonRig.text],
-                                           transport: transport, scheduler: scheduler)
+                return [PipelineKey(): try DaemonRig.parts(dir, templates: ["a": DaemonRig.text, "b": "New. " + DaemonRig.text],
+                                                           transport: transport, scheduler: scheduler)]
             } catch let e as ConfigError { throw e } catch { throw ConfigError(file: "", key: nil, message: "\(error)") }
         })
         await reload.reload()
@@ -160,8 +160,8 @@ struct DaemonRig {
         #expect(transport.requests(.post("/completion")).count == 2, "the unchanged one is not warmed again")
         #expect(await rig.notify.await("STATUS=watching 2 templates (0 failed)") != nil)
 
-        let rejecting = ReloadService(coordinator: rig.coordinator, notifier: rig.notifier, gate: ReadinessGate(),
-                                      logger: DaemonRig.logger, load: { () throws(ConfigError) -> PipelineParts in
+        let rejecting = ReloadService(pipelines: [PipelineKey(): rig.coordinator], notifier: rig.notifier, gate: ReadinessGate(),
+                                      logger: DaemonRig.logger, load: { _ throws(ConfigError) -> [PipelineKey: PipelineParts] in
             throw ConfigError(file: "/etc/kvwarm/config.json", key: "templates", message: "broken")
         })
         await rejecting.reload()

@@ -72,7 +72,8 @@ import KVWarmTestSupport
     static let foreign = ["passwd", "notes.txt", "other-0123456789AB.bin", "model.gguf", "x-0123456789ab.bin.tmp"]
     /// Files of templates another kvwarm on the same slot directory owns (a final and a partial save).
     static let othersFiles = ["support-00112233aabb.bin", "support-00112233aabb.bin.partial"]
-    static let mine = ["code", "old"]
+    /// The stems of templates "code" and "old" (no router model).
+    static let mine: Set<String> = ["code", "old"]
 
     func persister(_ dir: String?) -> SlotPersister {
         // never called: sweeping only touches the directory
@@ -88,18 +89,18 @@ import KVWarmTestSupport
         let dir = try TemporaryDirectory("kvsweep")
         defer { dir.remove() }
         try populate(dir)
-        let removed = persister(dir.path).sweepOrphans(keep: [Self.keep], templates: Self.mine)
+        let removed = persister(dir.path).sweepOrphans(keep: [Self.keep], stems: Self.mine)
         #expect(removed == [Self.orphan, Self.partial].sorted())
         let left = Set(try FileManager.default.contentsOfDirectory(atPath: dir.path))
         #expect(left == Set([Self.keep] + Self.foreign + Self.othersFiles), "another instance's files stay")
-        #expect(persister(dir.path).sweepOrphans(keep: [Self.keep], templates: Self.mine) == [], "nothing more to sweep")
+        #expect(persister(dir.path).sweepOrphans(keep: [Self.keep], stems: Self.mine) == [], "nothing more to sweep")
     }
 
     @Test func partialIsRemovedEvenWhenKept() throws {
         let dir = try TemporaryDirectory("kvsweep")
         defer { dir.remove() }
         try populate(dir)
-        let removed = persister(dir.path).sweepOrphans(keep: [Self.keep, Self.partial, Self.orphan], templates: Self.mine)
+        let removed = persister(dir.path).sweepOrphans(keep: [Self.keep, Self.partial, Self.orphan], stems: Self.mine)
         #expect(removed == [Self.partial])
     }
 
@@ -108,7 +109,7 @@ import KVWarmTestSupport
         defer { dir.remove() }
         try populate(dir)
         let p = persister(nil)
-        #expect(p.sweepOrphans(keep: [], templates: Self.mine) == [])
+        #expect(p.sweepOrphans(keep: [], stems: Self.mine) == [])
         #expect(p.exists(Self.keep) == nil)
         p.remove(Self.keep)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).count
