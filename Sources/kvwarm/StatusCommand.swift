@@ -146,11 +146,18 @@ struct StatusCommand: AsyncParsableCommand {
         for sec in sections {
             for t in sec.view.templates {
                 let r = sec.state.templates[t.name]
-                rows.append([t.name] + (named ? [sec.key.description] : []) + [
-                    states[t.name]!.label, r?.mode?.rawValue ?? "-", r?.promptTokens.map(String.init) ?? "-",
-                    r?.cachedTokens.map(String.init) ?? "-", r?.warmMS.map { String(Int($0)) } ?? "-",
-                    r?.warmedAt.map { iso.string(from: $0) } ?? "never", r?.kvFile ?? "-",
-                    states[t.name]!.problem ?? ""])
+                var row: [String] = [t.name]
+                if named { row.append(sec.key.description) }
+                let st = states[t.name]!
+                row.append(st.label)
+                row.append(r?.mode?.rawValue ?? "-")
+                row.append(r?.promptTokens.map(String.init) ?? "-")
+                row.append(r?.cachedTokens.map(String.init) ?? "-")
+                row.append(r?.warmMS.map { String(Int($0)) } ?? "-")
+                row.append(r?.warmedAt.map { iso.string(from: $0) } ?? "never")
+                row.append(r?.kvFile ?? "-")
+                row.append(st.problem ?? "")
+                rows.append(row)
             }
         }
         let widths = (0..<rows[0].count).map { i in rows.map { $0[i].count }.max() ?? 0 }
