@@ -20,7 +20,7 @@ public struct PipelineKey: Sendable, Hashable, Comparable, CustomStringConvertib
     public var isDefault: Bool { backend == KVWarmConfig.defaultBackendName && model == nil }
 
     /// The state file's name in `state_dir`: `state.json` for ``isDefault`` (as before there were
-    /// several backends), else `state.<name>.json` with the name reduced to `[A-Za-z0-9_-]` and
+    /// several backends), else `state.<backend>[.<model>].json` with the name reduced to `[A-Za-z0-9_.-]` and
     /// the first 8 hex digits of its SHA-256 added whenever that reduction changed it.
     public var stateFileName: String {
         if isDefault { return "state.json" }
@@ -28,7 +28,7 @@ public struct PipelineKey: Sendable, Hashable, Comparable, CustomStringConvertib
         var safe = ""
         for scalar in label.unicodeScalars.prefix(80) {
             switch scalar {
-            case "A"..."Z", "a"..."z", "0"..."9", "_", "-": safe.unicodeScalars.append(scalar)
+            case "A"..."Z", "a"..."z", "0"..."9", "_", "-", ".": safe.unicodeScalars.append(scalar)
             default: safe.append("_")
             }
         }

@@ -154,7 +154,12 @@ public struct BackendMonitor: Service {
                 if case .up(let s) = probe { slots = s }
                 return true
             }
-            logger.notice("backend \(changed ? "changed" : "restarted"): re-warming every template",
+            let what = if let model = parts.client.model, await identity.modelUnloaded {
+                "router model \(model) loaded: re-warming its templates"
+            } else {
+                "backend \(changed ? "changed" : "restarted"): re-warming every template"
+            }
+            logger.notice("\(what)",
                           metadata: .stage(.backend, .backendChanged, [
                               LogField.outcome: .string(Outcome.ok.rawValue), LogField.reason: .string(reason),
                           ]))
