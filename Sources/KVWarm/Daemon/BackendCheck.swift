@@ -48,6 +48,8 @@ public struct BackendCheck: Sendable, Equatable {
     }
 
     public private(set) var down: Bool
+    /// Whether the episode of being down was reported as a router model not loaded.
+    private var downUnloaded = false
     private var fingerprintFailing = false
     private var unstableReported = false
     private var counter = TaskCounter()
@@ -78,8 +80,12 @@ public struct BackendCheck: Sendable, Equatable {
         case .unauthorized:
             return .skip
         case .down(let error):
-            guard !down else { return .skip }
+            // a router model found unloaded after its child failed otherwise while stopping
+            // (a 500 "proxy error") is reported again, as unloaded
+            let nowUnloaded = if case .modelUnloaded = error { !downUnloaded } else { false }
+            guard !down || nowUnloaded else { return .skip }
             down = true
+            downUnloaded = nowUnloaded || downUnloaded
             return .wentDown(error)
         case .up(let slots):
             if let slots {
@@ -134,6 +140,7 @@ public struct BackendCheck: Sendable, Equatable {
         if let before = previousBuild, before != fp.build { restarted = true }
         guard restarted || changed else { return .none }
         down = false
+        downUnloaded = false
         return .all(reason: changed ? "fingerprint_changed" : "restarted", resetSlots: restarted)
     }
 

@@ -28,6 +28,20 @@ import Testing
                 == .readFingerprint(restarted: false))
     }
 
+    @Test func aRouterModelThatFailedWhileStoppingIsReportedAgainAsUnloaded() {
+        var c = BackendCheck(down: false)
+        _ = c.probed(slots, known: Self.fp(), now: t0, fingerprintInterval: every)
+        let proxy = BackendError.http(status: 500, message: "proxy error: Could not establish connection")
+        #expect(c.probed(.down(proxy), known: Self.fp(), now: t0 + .seconds(1), fingerprintInterval: every) == .wentDown(proxy))
+        #expect(c.probed(.down(.modelUnloaded("alpha")), known: nil, now: t0 + .seconds(2), fingerprintInterval: every)
+                == .wentDown(.modelUnloaded("alpha")), "the unload is said, so status shows it")
+        #expect(c.probed(.down(.modelUnloaded("alpha")), known: nil, now: t0 + .seconds(3), fingerprintInterval: every) == .skip)
+        #expect(c.probed(slots, known: nil, now: t0 + .seconds(4), fingerprintInterval: every) == .readFingerprint(restarted: true))
+        #expect(c.recorded(Self.fp(), changed: false, restarted: true, previousBuild: nil) == .all(reason: "restarted", resetSlots: true))
+        #expect(c.probed(.down(.modelUnloaded("alpha")), known: Self.fp(), now: t0 + .seconds(5), fingerprintInterval: every)
+                == .wentDown(.modelUnloaded("alpha")), "the next unload is a new episode")
+    }
+
     @Test func downThenUpIsARestartThatRewarmsEverything() {
         var c = BackendCheck(down: false)
         _ = c.probed(slots, known: Self.fp(), now: t0, fingerprintInterval: every)
