@@ -15,7 +15,7 @@ struct KVWarmCommand: AsyncParsableCommand {
             See docs/configuration.md for the config file.
             """,
         version: KVWarmVersion.string,
-        subcommands: [RunCommand.self, CheckCommand.self, StatusCommand.self, WarmCommand.self, RenderCommand.self]
+        subcommands: [RunCommand.self, CheckCommand.self, StatusCommand.self, WarmCommand.self, RenderCommand.self, ReloadCommand.self]
     )
 }
 

@@ -160,6 +160,14 @@ check "5. systemctl --user reload kvwarm completes ($(( (T1 - T0) / 1000 )) ms),
 check "5. the added template was warmed and saved before reload returned" \
   warmed_before added "$T0" "$T1" "$WORK/slots/real"
 check "5. STATUS after reload: watching 4 templates" bash -c '[[ "$(systemctl --user show -p StatusText --value kvwarm.service)" == "watching 4 templates"* ]]'
+# a config that does not load: the reload fails (ExecReload= is kvwarm reload), the daemon keeps running
+GOOD_CONFIG=$(cat "$CONFIG")
+printf '{ "backend": ' >"$CONFIG"
+sc reload kvwarm.service; bad_rc=$?
+check "5. a rejected config fails systemctl reload (rc $bad_rc), same process still active" \
+  test "$bad_rc" -ne 0 -a "$(prop MainPID)" = "$PID_BEFORE" -a "$(prop ActiveState)" = active
+check "5. STATUS says the last reload was rejected" bash -c '[[ "$(systemctl --user show -p StatusText --value kvwarm.service)" == *"last reload rejected"* ]]'
+printf '%s\n' "$GOOD_CONFIG" >"$CONFIG"
 
 # ---- 6. stop: inactive, exit status 0, within 5 s ---------------------------------------------
 T0=$(now_ms); sc stop kvwarm.service; T1=$(now_ms)

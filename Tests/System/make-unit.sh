@@ -2,7 +2,7 @@
 # make-unit.sh SHIPPED_UNIT BINARY CONFIG > kvwarm.service
 #
 # Turns packaging/kvwarm.service into the unit the system test installs in a
-# systemd --user manager: ExecStart= runs BINARY with CONFIG, and only the lines a
+# systemd --user manager: ExecStart= runs BINARY with CONFIG (ExecReload= runs BINARY reload), and only the lines a
 # user manager cannot apply are dropped. Everything else stays exactly as shipped.
 #
 # Stripped, and why:
@@ -28,5 +28,6 @@ STRIP='^(User|Group)='
 
 sed -E \
   -e "s|^ExecStart=.*|ExecStart=$bin run --config $config|" \
+  -e "s|^ExecReload=/usr/bin/kvwarm |ExecReload=$bin |" \
   -e "/$STRIP/d" \
   "$unit"

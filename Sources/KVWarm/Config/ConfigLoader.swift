@@ -292,7 +292,9 @@ private struct Reader {
         var slotSaveDir: String?
         if let n = b["slot_save_dir"] {
             let p = try absolutePath(n, "\(key).slot_save_dir")
-            try existingDirectory(p, n, "\(key).slot_save_dir")
+            // a directory that does not exist yet is the backend's to create (llama-server makes
+            // its --slot-save-path at start): startup waits for it like for the backend
+            if FileManager.default.fileExists(atPath: p) { try existingDirectory(p, n, "\(key).slot_save_dir") }
             slotSaveDir = p
         }
         let timeout = try b["timeout_seconds"].map { n throws(ConfigError) in

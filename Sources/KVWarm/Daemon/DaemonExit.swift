@@ -7,6 +7,7 @@ public enum SysExit: Int32, Sendable {
     case software = 70
     case cantCreate = 73
     case tempFail = 75
+    case noPermission = 77
     case config = 78
 }
 

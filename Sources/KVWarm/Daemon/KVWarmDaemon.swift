@@ -136,7 +136,7 @@ public struct KVWarmDaemon: Sendable {
             notifier: notifier, gate: gate, logger: logger,
             load: { (schedulers: [PipelineKey: SlotScheduler]) throws(ConfigError) in
                 try Self.loadAllParts(configPath: path, environment: env, schedulers: schedulers)
-            }))))
+            }, recorder: ReloadRecorder(directory: config.stateDir)))))
         // one event stream per router, waking the monitors of its models
         let routed = pipelines.filter { $0.key.model != nil }
         for (backend, members) in Dictionary(grouping: routed, by: \.key.backend).sorted(by: { $0.key < $1.key }) {

@@ -24,10 +24,14 @@ public struct ReloadService: Service {
     /// Loads the config and builds every pipeline's parts with the given slot schedulers (reads
     /// the API key files again).
     public let load: @Sendable ([PipelineKey: SlotScheduler]) throws(ConfigError) -> [PipelineKey: PipelineParts]
+    /// Takes the `kvwarm reload` requests as each reload begins and records how it ended.
+    public let recorder: ReloadRecorder?
 
     public init(pipelines: [PipelineKey: WarmCoordinator], notifier: Notifier, gate: ReadinessGate, logger: Logger,
-                load: @escaping @Sendable ([PipelineKey: SlotScheduler]) throws(ConfigError) -> [PipelineKey: PipelineParts]) {
+                load: @escaping @Sendable ([PipelineKey: SlotScheduler]) throws(ConfigError) -> [PipelineKey: PipelineParts],
+                recorder: ReloadRecorder? = nil) {
         self.pipelines = pipelines
+        self.recorder = recorder
         self.notifier = notifier
         self.gate = gate
         self.logger = logger
@@ -64,23 +68,26 @@ public struct ReloadService: Service {
                     seen = now
                 }
                 handled = seen
-                await reload()
+                // requests left before their signals, all of which this reload covers
+                let requests = recorder?.takeRequests() ?? []
+                let (ok, message) = await reload()
+                recorder?.ended(requests: requests, ok: ok, message: message)
             }
         } onCancel: {
             request.finish()
         }
     }
 
-    /// One reload, after RELOADING=1 was sent.
-    func reload() async {
+    /// One reload, after RELOADING=1 was sent; whether it took, and the STATUS or why not.
+    @discardableResult
+    func reload() async -> (ok: Bool, message: String) {
         var schedulers: [PipelineKey: SlotScheduler] = [:]
         for (k, c) in pipelines { schedulers[k] = await c.parts.warmer.scheduler }
         var all: [PipelineKey: PipelineParts]
         do {
             all = try load(schedulers)
         } catch {
-            await reject("\(error)", reason: "bad_config")
-            return
+            return await reject("\(error)", reason: "bad_config")
         }
         guard Set(all.keys) == Set(pipelines.keys) else {
             let now = Set(pipelines.keys), then = Set(all.keys)
@@ -89,9 +96,8 @@ public struct ReloadService: Service {
             var what: [String] = []
             if !added.isEmpty { what.append("adds \(added.joined(separator: ", "))") }
             if !removed.isEmpty { what.append("removes \(removed.joined(separator: ", "))") }
-            await reject("the new configuration \(what.joined(separator: " and ")): restart kvwarm to change its backends or router models",
-                         reason: "pipelines_changed")
-            return
+            return await reject("the new configuration \(what.joined(separator: " and ")): restart kvwarm to change its backends or router models",
+                                reason: "pipelines_changed")
         }
         var total = 0, failed = 0, changedCount = 0
         var changes: [(WarmCoordinator, Set<String>)] = []
@@ -110,10 +116,12 @@ public struct ReloadService: Service {
                       metadata: .stage(.reload, .reloadDone, [
                           LogField.outcome: .string(Outcome.ok.rawValue),
                       ]))
-        notifier.ready(status: "watching \(Counted.of(total, "template")) (\(failed) failed)")
+        let status = "watching \(Counted.of(total, "template")) (\(failed) failed)"
+        notifier.ready(status: status)
+        return (true, status)
     }
 
-    private func reject(_ why: String, reason: String) async {
+    private func reject(_ why: String, reason: String) async -> (ok: Bool, message: String) {
         logger.error("reload rejected, keeping the running configuration: \(why)",
                      metadata: .stage(.reload, .reloadRejected, [
                          LogField.outcome: .string(Outcome.failed.rawValue), LogField.reason: .string(reason),
@@ -121,6 +129,7 @@ public struct ReloadService: Service {
         var total = 0
         for c in pipelines.values { total += await c.parts.config.templates.count }
         notifier.ready(status: "watching \(Counted.of(total, "template")); last reload rejected: \(why)")
+        return (false, why)
     }
 }
 

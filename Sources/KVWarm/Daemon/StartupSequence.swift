@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ServiceLifecycle
 
@@ -44,6 +45,8 @@ public struct StartupSequence: Service {
         while true {
             if let error = await client.health() {
                 lastReason = error
+            } else if let dir = config.backend.slotSaveDir, !FileManager.default.fileExists(atPath: dir) {
+                lastReason = .slotDirectoryMissing(dir)
             } else {
                 lastReason = nil
                 break

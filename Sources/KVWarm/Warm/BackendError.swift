@@ -27,6 +27,8 @@ public enum BackendError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The backend is a router and the template names no model, or the template names a model
     /// and the backend is not a router (or has no such model).
     case routerMismatch(String)
+    /// `backend.slot_save_dir` does not exist (yet): llama-server creates it when it starts.
+    case slotDirectoryMissing(String)
 
     /// Short cause for the `REASON` log field.
     public var reason: String {
@@ -42,6 +44,7 @@ public enum BackendError: Error, Sendable, Equatable, CustomStringConvertible {
         case .cancelled: "cancelled"
         case .modelUnloaded: "model_unloaded"
         case .routerMismatch: "router_mismatch"
+        case .slotDirectoryMissing: "slot_save_dir_missing"
         }
     }
 
@@ -52,7 +55,7 @@ public enum BackendError: Error, Sendable, Equatable, CustomStringConvertible {
     /// backend fingerprint on these, since a restarted server may be another one.
     public var isTransient: Bool {
         switch self {
-        case .unreachable, .loading, .timeout, .broken, .malformed, .modelUnloaded: true
+        case .unreachable, .loading, .timeout, .broken, .malformed, .modelUnloaded, .slotDirectoryMissing: true
         case .http(let s, _): s >= 500
         case .unauthorized, .unsupported, .cancelled, .routerMismatch: false
         }
@@ -71,6 +74,7 @@ public enum BackendError: Error, Sendable, Equatable, CustomStringConvertible {
         case .cancelled: "cancelled"
         case .modelUnloaded(let m): "router model \(m) is not loaded"
         case .routerMismatch(let m): m
+        case .slotDirectoryMissing(let p): "slot_save_dir \(p) does not exist yet (llama-server creates its --slot-save-path when it starts)"
         }
     }
 }

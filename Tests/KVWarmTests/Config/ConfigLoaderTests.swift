@@ -310,7 +310,7 @@ struct ConfigSandbox {
         Bad(label: "role wrong type", text: "{\n  \(backend),\n  \"templates\": {\"code\": {\"path\": \"$T/tpl/code.txt\", \"role\": 1}}\n}",
             key: "templates.code.role", line: 3),
         Bad(label: "relative state_dir", text: "{\n  \(backend),\n  \(templates),\n  \"state_dir\": \"state\"\n}", key: "state_dir", line: 4),
-        Bad(label: "missing slot_save_dir", text: "{\n  \"backend\": {\"url\": \"http://h:1\", \"slot_save_dir\": \"$T/nope\"},\n  \(templates)\n}",
+        Bad(label: "slot_save_dir is a file", text: "{\n  \"backend\": {\"url\": \"http://h:1\", \"slot_save_dir\": \"$T/key\"},\n  \(templates)\n}",
             key: "backend.slot_save_dir", line: 2),
         Bad(label: "include_roots not an array", text: "{\n  \(backend),\n  \(templates),\n  \"include_roots\": \"$T/inc\"\n}",
             key: "include_roots", line: 4),
