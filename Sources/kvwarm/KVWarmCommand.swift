@@ -37,10 +37,12 @@ struct ConfigOptions: ParsableArguments {
         }
     }
 
-    /// Loads the config or exits 78 with the message on stderr.
-    func load() throws -> KVWarmConfig {
+    /// Loads the config or exits 78 with the message on stderr. With `keyOptional` (commands
+    /// an operator runs outside the unit), a key under an unset `${CREDENTIALS_DIRECTORY}` is
+    /// left out with a notice.
+    func load(keyOptional: Bool = false) throws -> KVWarmConfig {
         do {
-            return try ConfigLoader(environment: environment).load(path: path)
+            return try ConfigLoader(environment: environment, keyOptional: keyOptional).load(path: path)
         } catch {
             throw configFailure(error)
         }

@@ -27,7 +27,7 @@ struct ReloadCommand: AsyncParsableCommand {
         }), !d.isEmpty {
             dir = d
         } else {
-            dir = try config.load().stateDir
+            dir = try config.load(keyOptional: true).stateDir
         }
         guard case .process(let pid?) = InstanceLock.holder(directory: dir) else {
             printError("kvwarm: no kvwarm runs on state_dir \(dir)")

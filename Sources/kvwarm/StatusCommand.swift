@@ -50,7 +50,7 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let c = try config.load()
+        let c = try config.load(keyOptional: true)
         var sections: [Section] = []
         for key in c.pipelines { sections.append(await Self.section(c, key, contact: !ready)) }
         if ready { try readiness(c, sections) }
@@ -126,6 +126,7 @@ struct StatusCommand: AsyncParsableCommand {
         case .none: print("daemon   NOT RUNNING on state_dir \(c.stateDir)")
         case .process(let pid): print("daemon   running\(pid.map { " (pid \($0))" } ?? "")")
         }
+        for n in c.notices { print("note     \(n)") }
         let named = sections.count > 1 || !sections[0].key.isDefault
         for sec in sections {
             let label = named ? "backend  \(sec.key)  " : "backend  "

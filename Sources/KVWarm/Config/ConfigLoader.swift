@@ -9,8 +9,14 @@ public struct ConfigLoader: Sendable {
     /// The process environment (only `STATE_DIRECTORY` and `CREDENTIALS_DIRECTORY` are read).
     public var environment: [String: String]
 
-    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+    /// For commands run outside the unit (`status`, `check`): an `api_key_file` under
+    /// `${CREDENTIALS_DIRECTORY}` while that is not set leaves the key out, with a notice,
+    /// instead of failing.
+    public var keyOptional = false
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment, keyOptional: Bool = false) {
         self.environment = environment
+        self.keyOptional = keyOptional
     }
 
     /// The config path: `--config`, else `$KVWARM_CONFIG`, else /etc/kvwarm/config.json.
@@ -40,7 +46,7 @@ public struct ConfigLoader: Sendable {
         } catch {
             throw ConfigError(file: path, line: error.line, message: "syntax error at column \(error.column): \(error.message)")
         }
-        let r = Reader(file: path, environment: environment)
+        let r = Reader(file: path, environment: environment, keyOptional: keyOptional)
         guard case .object(let members) = root.value else {
             throw ConfigError(file: path, line: root.line, message: "the config must be a JSON object, not \(root.value.typeName)")
         }
@@ -55,9 +61,18 @@ public struct ConfigLoader: Sendable {
 }
 
 /// Walks the parsed document, producing errors that name each key.
-private struct Reader {
+private final class Reader {
     let file: String
     let environment: [String: String]
+    let keyOptional: Bool
+    /// Notices collected while reading (added to the config's).
+    var notices: [String] = []
+
+    init(file: String, environment: [String: String], keyOptional: Bool) {
+        self.file = file
+        self.environment = environment
+        self.keyOptional = keyOptional
+    }
 
     func fail(_ key: String?, _ node: JSONNode?, _ message: String) -> ConfigError {
         ConfigError(file: file, key: key, line: node?.line, message: message)
@@ -254,6 +269,7 @@ private struct Reader {
             watchdogHang: hang.map { .milliseconds(Int64($0 * 1000)) })
         config.keepWarm = keepWarm
         config.backends = backends
+        config.notices += notices
         if let n = root["metrics_file"] {
             let p = try absolutePath(n, "metrics_file")
             guard p.hasSuffix(".prom") else {
@@ -276,18 +292,25 @@ private struct Reader {
         var apiKeyFile: String?
         if let n = b["api_key_file"] {
             var s = try string(n, "\(key).api_key_file")
+            var usable = true
             let credPrefix = "${CREDENTIALS_DIRECTORY}/"
             if s.hasPrefix(credPrefix) {
-                guard let dir = environment["CREDENTIALS_DIRECTORY"] else {
+                if let dir = environment["CREDENTIALS_DIRECTORY"] {
+                    s = dir + "/" + s.dropFirst(credPrefix.count)
+                } else if keyOptional {
+                    notices.append("\(key).api_key_file uses ${CREDENTIALS_DIRECTORY}, which only the unit sets: the backend is asked without the key here")
+                    usable = false
+                } else {
                     throw fail("\(key).api_key_file", n, "uses ${CREDENTIALS_DIRECTORY} but it is not set (LoadCredential= in the unit sets it)")
                 }
-                s = dir + "/" + s.dropFirst(credPrefix.count)
             }
-            let p = try absolutePath(JSONNode(value: .string(s), line: n.line), "\(key).api_key_file")
-            guard FileManager.default.isReadableFile(atPath: p) else {
-                throw fail("\(key).api_key_file", n, "cannot read \(p)")
+            if usable {
+                let p = try absolutePath(JSONNode(value: .string(s), line: n.line), "\(key).api_key_file")
+                guard FileManager.default.isReadableFile(atPath: p) else {
+                    throw fail("\(key).api_key_file", n, "cannot read \(p)")
+                }
+                apiKeyFile = p
             }
-            apiKeyFile = p
         }
         var slotSaveDir: String?
         if let n = b["slot_save_dir"] {

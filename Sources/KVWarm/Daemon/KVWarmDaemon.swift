@@ -21,14 +21,6 @@ public struct KVWarmDaemon: Sendable {
         self.logger = logger
     }
 
-    /// Loads the config and builds fresh parts of its default view (also re-reads the API key file).
-    public static func loadParts(configPath: String, environment: [String: String],
-                                 scheduler: SlotScheduler) throws(ConfigError) -> PipelineParts {
-        let config = try ConfigLoader(environment: environment).load(path: configPath)
-        return try parts(config.view(for: config.pipelines.first ?? PipelineKey()),
-                         model: config.pipelines.first?.model, scheduler: scheduler)
-    }
-
     /// The parts of one pipeline's configuration view (reads its API key file).
     public static func parts(_ view: KVWarmConfig, model: String?,
                              scheduler: SlotScheduler) throws(ConfigError) -> PipelineParts {

@@ -31,7 +31,8 @@ public struct StartupSequence: Service {
         let client = await coordinator.parts.client
         let total = config.templates.count
         let started = ContinuousClock.now
-        logger.info("starting: \(Counted.of(total, "template")), backend \(config.backend.address)",
+        let model = client.model.map { ", router model \($0)" } ?? ""
+        logger.info("starting: \(Counted.of(total, "template")), backend \(config.backend.address)\(model)",
                     metadata: .stage(.startup, .startupBegin))
         for n in config.notices {
             logger.notice("\(n)", metadata: .stage(.startup, .startupBegin))

@@ -82,4 +82,17 @@ import KVWarmTestSupport
         #expect(SlotFileNaming.fileName(template: "sys", digest: String(repeating: "ab", count: 32)) == "sys-abababababab.bin")
         #expect(SlotFileNaming.templateStem(of: "alpha--sys-abababababab.bin") == "alpha--sys")
     }
+
+    @Test func outsideTheUnitACredentialKeyIsLeftOutWithANotice() throws {
+        let box = try ConfigSandbox()
+        defer { box.dir.remove() }
+        let text = #"{"backend": {"url": "http://h:1", "api_key_file": "${CREDENTIALS_DIRECTORY}/key"}, "templates": {"code": "$T/tpl/code.txt"}}"#
+        #expect(box.error(text)?.key == "backend.api_key_file", "the daemon needs the key")
+        let path = box.dir.file("config.json")
+        let lenient = try ConfigLoader(environment: [:], keyOptional: true).load(path: path)
+        #expect(lenient.backend.apiKeyFile == nil)
+        #expect(lenient.notices.contains { $0.contains("only the unit sets") }, "\(lenient.notices)")
+        let inUnit = try ConfigLoader(environment: ["CREDENTIALS_DIRECTORY": box.t], keyOptional: true).load(path: path)
+        #expect(inUnit.backend.apiKeyFile == box.t + "/key", "under the unit the key is used")
+    }
 }
