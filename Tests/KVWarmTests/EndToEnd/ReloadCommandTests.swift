@@ -24,7 +24,8 @@ import Testing
         let ok = try await ProcessRunner.run(KVWarmProcess.binary, ["reload", "--config", config])
         #expect(ok.status == 0, "\(ok.stderr)")
         #expect(ok.stdout.contains("reloaded: watching 2 templates (0 failed)"), "\(ok.stdout)")
-        #expect(Hostile.records(kv, ["STAGE": "warm", "TEMPLATE": "b", "OUTCOME": "ok"]).count == 1,
+        // (the watcher's first look at b's new watch may add a restore of it later)
+        #expect(Hostile.records(kv, ["STAGE": "warm", "TEMPLATE": "b", "OUTCOME": "ok"]).count >= 1,
                 "b was warm when reload returned")
 
         // the daemon's config is now broken: the command finds the daemon by its state directory
