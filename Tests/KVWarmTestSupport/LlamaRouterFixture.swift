@@ -27,22 +27,14 @@ public final class LlamaRouterFixture: @unchecked Sendable {
         for m in models where !fm.fileExists(atPath: "\(modelDir)/\(m).gguf") {
             try fm.createSymbolicLink(atPath: "\(modelDir)/\(m).gguf", withDestinationPath: LlamaServerFixture.model)
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: LlamaServerFixture.binary)
-        p.arguments = ["--models-dir", modelDir, "--models-max", String(modelsMax),
-                       "--host", "127.0.0.1", "--port", String(port), "--slot-save-path", slotDir,
-                       "-c", String(contextSize), "-np", String(parallel), "--swa-full", "-t", "2"]
         var env = ProcessInfo.processInfo.environment
         env["LLAMA_CACHE"] = cache
         // this variable makes a llama-server a router's child: never hand it down
         env["LLAMA_SERVER_ROUTER_PORT"] = nil
-        p.environment = env
-        fm.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        p.standardOutput = log
-        p.standardError = log
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
+        let p = try LlamaServerFixture.launch(LlamaServerFixture.binary, [
+            "--models-dir", modelDir, "--models-max", String(modelsMax), "--host", "127.0.0.1", "--port", String(port),
+            "--slot-save-path", slotDir, "-c", String(contextSize), "-np", String(parallel), "--swa-full", "-t", "2",
+        ], environment: env, logPath: logPath)
         process = p
         do {
             let deadline = ContinuousClock.now + .seconds(60)
@@ -66,15 +58,7 @@ public final class LlamaRouterFixture: @unchecked Sendable {
 
     /// One HTTP request to the router with curl's command-line tool; status and parsed JSON body.
     public func request(_ method: String, _ path: String, body: [String: Any]?) async throws -> (Int, Any?) {
-        var args = ["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--max-time", "600", "\(backendURL)\(path)"]
-        if let body {
-            args += ["-H", "Content-Type: application/json", "--data-binary",
-                     String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self)]
-        }
-        let out = try await ProcessRunner.run("/usr/bin/curl", args)
-        var lines = out.stdout.split(separator: "\n", omittingEmptySubsequences: false)
-        let status = Int(lines.popLast() ?? "") ?? 0
-        return (status, try? JSONSerialization.jsonObject(with: Data(lines.joined(separator: "\n").utf8)))
+        try await LlamaServerFixture.curl(method, ["\(backendURL)\(path)"], body: body)
     }
 
     /// Each model's `status.value` from `GET /models`.

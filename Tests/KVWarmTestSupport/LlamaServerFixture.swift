@@ -62,16 +62,7 @@ public final class LlamaServerFixture: @unchecked Sendable {
         if let np = options.parallel { args += ["-np", String(np)] }
         if let key = options.apiKey { args += ["--api-key", key] }
         args += options.extraArgs
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binary)
-        p.arguments = args
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        p.standardOutput = log
-        p.standardError = log
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        process = p
+        process = try Self.launch(Self.binary, args, logPath: logPath)
         do {
             try await waitHealthy(timeout: .seconds(120))
         } catch {
@@ -105,13 +96,34 @@ public final class LlamaServerFixture: @unchecked Sendable {
 
     /// One HTTP request with curl's command-line tool; returns status and parsed JSON body.
     public func request(_ method: String, _ path: String, body: [String: Any]?) async throws -> (Int, Any?) {
-        var args = ["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--max-time", "600"]
-        if let sock = options.unixSocket {
-            args += ["--unix-socket", sock, "http://localhost\(path)"]
-        } else {
-            args.append("http://127.0.0.1:\(port)\(path)")
-        }
-        if let key = options.apiKey { args += ["-H", "Authorization: Bearer \(key)"] }
+        var target = ["http://127.0.0.1:\(port)\(path)"]
+        if let sock = options.unixSocket { target = ["--unix-socket", sock, "http://localhost\(path)"] }
+        return try await Self.curl(method, target, body: body, headers: options.apiKey.map { ["Authorization: Bearer \($0)"] } ?? [])
+    }
+
+    /// Starts `binary` with `arguments` (and `environment`, when given), its stdout and stderr
+    /// in the file at `logPath`, stdin empty.
+    public static func launch(_ binary: String, _ arguments: [String], environment: [String: String]? = nil,
+                              logPath: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = arguments
+        if let environment { p.environment = environment }
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        p.standardOutput = log
+        p.standardError = log
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
+    /// One request with curl's command-line tool to `target` (the URL, after any curl options);
+    /// the status and the parsed JSON body.
+    public static func curl(_ method: String, _ target: [String], body: [String: Any]?,
+                            headers: [String] = []) async throws -> (Int, Any?) {
+        var args = ["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--max-time", "600"] + target
+        for h in headers { args += ["-H", h] }
         if let body {
             args += ["-H", "Content-Type: application/json", "--data-binary",
                      String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self)]
@@ -119,8 +131,7 @@ public final class LlamaServerFixture: @unchecked Sendable {
         let out = try await ProcessRunner.run("/usr/bin/curl", args)
         var lines = out.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         let status = Int(lines.popLast() ?? "") ?? 0
-        let text = lines.joined(separator: "\n")
-        return (status, try? JSONSerialization.jsonObject(with: Data(text.utf8)))
+        return (status, try? JSONSerialization.jsonObject(with: Data(lines.joined(separator: "\n").utf8)))
     }
 
     /// A client's chat request (`POST /v1/chat/completions`) of `content`; returns (cache_n, prompt tokens).
