@@ -56,7 +56,12 @@ public struct BackendCheck: Sendable, Equatable {
     private var lastFullRead: ContinuousClock.Instant?
 
     /// `down` starts true when nothing has been warmed yet, so the first healthy check re-warms.
-    public init(down: Bool) { self.down = down }
+    /// `unloaded` when startup already found (and said) that the router model is not loaded,
+    /// so the first probe does not say it again.
+    public init(down: Bool, unloaded: Bool = false) {
+        self.down = down || unloaded
+        downUnloaded = unloaded
+    }
 
     /// How often a backend that is down is probed: its return is noticed within this, and the
     /// re-warm starts at once, however long `backend.check_interval_seconds` is.

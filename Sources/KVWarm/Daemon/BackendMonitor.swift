@@ -70,7 +70,7 @@ public struct BackendMonitor: Service {
         // after a degraded startup nothing has been warmed yet: the first healthy check warms everything
         // (also after a startup pass failed transiently and no retry has read the fingerprint since:
         // a redundant re-warm of restores, which is cheaper than deciding which templates missed out)
-        var check = BackendCheck(down: await identity.fingerprint == nil)
+        var check = BackendCheck(down: await identity.fingerprint == nil, unloaded: await identity.modelUnloaded)
         // the first check runs at once: it records the slots' task ids right after the startup
         // warm, so a server restarted before the next check is told apart by them
         var first = true
@@ -110,7 +110,7 @@ public struct BackendMonitor: Service {
             if case .modelUnloaded(let model) = error {
                 await identity.noteModelLoaded(false)
                 let total = parts.config.templates.count
-                notifier.status("\(ReadinessAggregation.unloadedPrefix): router model \(model) is not loaded; \(Counted.of(total, "template")) warmed when it loads")
+                notifier.status(ReadinessAggregation.unloadedStatus(model: model, templates: total))
                 logger.notice("router model \(model) unloaded: its templates are warmed when it loads again",
                               metadata: .stage(.backend, .modelUnloaded, [
                                   LogField.outcome: .string(Outcome.unloaded.rawValue), LogField.reason: .string(error.reason),

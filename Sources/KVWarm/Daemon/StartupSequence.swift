@@ -55,7 +55,7 @@ public struct StartupSequence: Service {
             if lastReason == .cancelled || Task.isCancelled { return }
             if case .modelUnloaded(let model) = lastReason {
                 // kvwarm never loads a model: its templates are warmed when the router loads it
-                let status = "\(ReadinessAggregation.unloadedPrefix): router model \(model) is not loaded; \(Counted.of(total, "template")) warmed when it loads"
+                let status = ReadinessAggregation.unloadedStatus(model: model, templates: total)
                 logger.notice("\(status)", metadata: .stage(.startup, .modelUnloaded, [
                     LogField.outcome: .string(Outcome.unloaded.rawValue), LogField.reason: .string("model_unloaded"),
                 ]))

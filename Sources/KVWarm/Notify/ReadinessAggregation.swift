@@ -13,6 +13,11 @@ public struct ReadinessAggregation: Sendable, Equatable {
     /// The STATUS text of a pipeline whose router model is not loaded starts with this.
     public static let unloadedPrefix = "unloaded"
 
+    /// The STATUS of a pipeline whose router model `model` (with `templates` templates) is not loaded.
+    public static func unloadedStatus(model: String, templates: Int) -> String {
+        "\(unloadedPrefix): router model \(model) is not loaded; \(Counted.of(templates, "template")) warmed when it loads"
+    }
+
     public init(pipelines: [PipelineKey]) { self.pipelines = pipelines }
 
     /// What to send for `message` (a `KEY=VALUE\n…` notification) from pipeline `key`.

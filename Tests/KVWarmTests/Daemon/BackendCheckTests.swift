@@ -42,6 +42,14 @@ import Testing
                 == .wentDown(.modelUnloaded("alpha")), "the next unload is a new episode")
     }
 
+    @Test func aModelFoundUnloadedAtStartupIsNotReportedAgainButItsLoadRewarms() {
+        var c = BackendCheck(down: true, unloaded: true)
+        #expect(c.probed(.down(.modelUnloaded("alpha")), known: nil, now: t0, fingerprintInterval: every) == .skip,
+                "startup said it already")
+        #expect(c.probed(slots, known: nil, now: t0 + .seconds(1), fingerprintInterval: every) == .readFingerprint(restarted: true))
+        #expect(c.recorded(Self.fp(), changed: false, restarted: true, previousBuild: nil) == .all(reason: "restarted", resetSlots: true))
+    }
+
     @Test func downThenUpIsARestartThatRewarmsEverything() {
         var c = BackendCheck(down: false)
         _ = c.probed(slots, known: Self.fp(), now: t0, fingerprintInterval: every)
