@@ -134,7 +134,7 @@ public final class FakeLlamaServerProcess: @unchecked Sendable {
     }
 
     /// Waits (polling the fake's log) until a request to `path` has arrived, up to `failsafe`.
-    public func waitForRequest(path: String, failsafe: Duration = .seconds(5)) async throws -> Bool {
+    public func waitForRequest(path: String, failsafe: Duration = .seconds(30)) async throws -> Bool {
         let deadline = ContinuousClock.now + failsafe
         while ContinuousClock.now < deadline {
             if try await !requests(path: path).isEmpty { return true }
