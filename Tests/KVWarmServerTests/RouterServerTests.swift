@@ -55,7 +55,7 @@ struct RouterServerTests {
         let ready = try await kv.awaitNotify("READY=1")
         #expect(ready.contains("1 of 2 models unloaded"), "\(ready)")
         #expect(try await router.statuses()["beta"] == "unloaded", "READY without loading beta")
-        let warmA = try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "a", "OUTCOME": "ok"], timeout: .seconds(5))
+        let warmA = try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "a", "OUTCOME": "ok"], timeout: .seconds(30))
         #expect(warmA["MODEL"] == "alpha" && warmA["BACKEND"] == "default", "\(warmA)")
         let tokensA = warmA.int("PROMPT_TOKENS")
         #expect(FileManager.default.fileExists(atPath: ws.slots + "/" + (warmA["KV_FILE"] ?? "none")) || warmA["KV_FILE"] == nil)

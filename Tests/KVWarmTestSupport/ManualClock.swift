@@ -117,7 +117,7 @@ public final class ManualClock: Clock, Sendable {
     /// Returns false if that has not happened within `failsafe` of real time, so a
     /// broken implementation fails the test instead of hanging it.
     @discardableResult
-    public func waitForSleepers(_ count: Int = 1, failsafe: Duration = .seconds(5)) async -> Bool {
+    public func waitForSleepers(_ count: Int = 1, failsafe: Duration = .seconds(30)) async -> Bool {
         let waiterID: UInt64 = state.withLock { s in
             s.nextID += 1
             return s.nextID

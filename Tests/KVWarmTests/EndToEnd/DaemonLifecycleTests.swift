@@ -200,7 +200,7 @@ import Testing
         let config = try Self.writeConfig(dir, port: port, templates: ["t": "Hello <{message}>"],
                                           startup: ["backend_wait_seconds": 30])
         let kv = try KVWarmProcess(arguments: ["run", "--config", config, "--log-format", "json"], directory: dir.path)
-        let rec = try await kv.awaitRecord(["MESSAGE_ID": "f6a8a91f4dc34b1e91196c57d46c1f74"], timeout: .seconds(5))
+        let rec = try await kv.awaitRecord(["MESSAGE_ID": "f6a8a91f4dc34b1e91196c57d46c1f74"], timeout: .seconds(30))
         #expect(rec["REASON"] == "unreachable")
         #expect(rec["MESSAGE"]?.contains("127.0.0.1:\(port)") == true, "\(rec)")
         #expect(kv.stop() == 0)

@@ -160,7 +160,7 @@ import Testing
         let kv = try Hostile.run(config, dir)
         let ready = try await kv.awaitNotify("READY=1", timeout: .seconds(30))
         #expect(ready.contains("degraded"))
-        try await kv.awaitRecord(["STAGE": "startup", "OUTCOME": "failed", "REASON": "unreachable"], timeout: .seconds(5))
+        try await kv.awaitRecord(["STAGE": "startup", "OUTCOME": "failed", "REASON": "unreachable"], timeout: .seconds(30))
         try await Task.sleep(for: .seconds(2))
         var fake = try await FakeLlamaServerProcess.start(arguments: ["--port", "\(port)", "--slot-save-path", slots])
         try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "a", "OUTCOME": "ok"], timeout: .seconds(30))

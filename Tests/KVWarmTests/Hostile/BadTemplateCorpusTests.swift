@@ -96,12 +96,12 @@ import Testing
         try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": "good", "OUTCOME": "ok"], timeout: .seconds(10))
         for c in cases {
             if let reason = c.reason {
-                let rec = try await kv.awaitRecord(["STAGE": "hash", "TEMPLATE": c.name, "OUTCOME": "failed"], timeout: .seconds(5))
+                let rec = try await kv.awaitRecord(["STAGE": "hash", "TEMPLATE": c.name, "OUTCOME": "failed"], timeout: .seconds(30))
                 #expect(rec["REASON"] == reason, "\(c.stem): \(rec)")
                 #expect(rec["MESSAGE"]?.isEmpty == false)
                 #expect(Hostile.records(kv, ["STAGE": "warm", "TEMPLATE": c.name, "OUTCOME": "ok"]).isEmpty, "\(c.stem) warmed")
             } else {
-                try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": c.name, "OUTCOME": "ok"], timeout: .seconds(5))
+                try await kv.awaitRecord(["STAGE": "warm", "TEMPLATE": c.name, "OUTCOME": "ok"], timeout: .seconds(30))
             }
         }
         // KV file names never leave the slot directory and keep kvwarm's safe alphabet

@@ -17,7 +17,7 @@ struct WatchTimeout: Error, CustomStringConvertible {
 /// The next element of `stream`, or a thrown ``WatchTimeout`` after `timeout`.
 /// `nil` means the stream finished.
 func nextChange(
-    _ stream: AsyncStream<WatchChange>, within timeout: Duration = .seconds(5), _ what: String = "a change"
+    _ stream: AsyncStream<WatchChange>, within timeout: Duration = .seconds(30), _ what: String = "a change"
 ) async throws -> WatchChange? {
     try await withThrowingTaskGroup(of: WatchChange?.self) { group in
         group.addTask {
@@ -45,7 +45,7 @@ extension WatchChange {
 /// Consumes elements until one names `template`; returns everything consumed (that one last).
 @discardableResult
 func drain(
-    _ stream: AsyncStream<WatchChange>, until template: String, within timeout: Duration = .seconds(5)
+    _ stream: AsyncStream<WatchChange>, until template: String, within timeout: Duration = .seconds(30)
 ) async throws -> [WatchChange] {
     var seen: [WatchChange] = []
     while true {
@@ -310,7 +310,7 @@ final class GatedPlanner: Sendable {
     }
 
     /// Returns the held set once a planning is being held.
-    func waitHeld(within timeout: Duration = .seconds(5)) async throws -> WatchSet {
+    func waitHeld(within timeout: Duration = .seconds(30)) async throws -> WatchSet {
         let held = self.held
         return try await withThrowingTaskGroup(of: WatchSet?.self) { group in
             group.addTask {
