@@ -1,4 +1,3 @@
-import Crypto
 
 /// Names one warm pipeline: a backend, and on a llama-server router one of its models.
 ///

@@ -1,4 +1,3 @@
-import Crypto
 
 /// The digest of a rendered warm prompt, to tell whether two renderings are the same text.
 public enum PromptDigest {
