@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import KVWarm
 
 /// `kvwarm check`: validate a config and print the resolved templates.

@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import KVWarm
 import Logging
 
@@ -24,7 +26,7 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: "Config file (default: $KVWARM_CONFIG, else /etc/kvwarm/config.json).")
     var config: String?
 
-    var environment: [String: String] { ProcessInfo.processInfo.environment }
+    var environment: [String: String] { ProcessEnvironment.current }
 
     var path: String { ConfigLoader.configPath(explicit: config, environment: environment) }
 
@@ -69,7 +71,7 @@ struct LogOptions: ParsableArguments {
 
     func bootstrap() -> Logger {
         LoggingSetup.bootstrap(format: logFormat.value, level: logLevel.value,
-                               environment: ProcessInfo.processInfo.environment)
+                               environment: ProcessEnvironment.current)
         var logger = Logger(label: "kvwarm")
         logger.logLevel = logLevel.value
         return logger
@@ -99,5 +101,12 @@ struct LogLevelArgument: ExpressibleByArgument {
 }
 
 func printError(_ s: String) {
-    FileHandle.standardError.write(Data((s + "\n").utf8))
+    let bytes = Array((s + "\n").utf8)
+    var done = 0
+    while done < bytes.count {
+        let n = bytes[done...].withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        if n < 0, errno == EINTR { continue }
+        guard n > 0 else { return }
+        done += n
+    }
 }

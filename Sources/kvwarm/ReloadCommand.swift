@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import KVWarm
 
 /// `kvwarm reload`: SIGHUP to the running daemon, returning once that reload is done.
@@ -22,7 +24,7 @@ struct ReloadCommand: AsyncParsableCommand {
         // the daemon is found by its state directory, so a config that no longer loads is still
         // sent to the daemon, which rejects it and says why
         let dir: String
-        if let d = stateDir ?? ProcessInfo.processInfo.environment["STATE_DIRECTORY"].flatMap({
+        if let d = stateDir ?? ProcessEnvironment.current["STATE_DIRECTORY"].flatMap({
             $0.split(separator: ":").first.map(String.init)
         }), !d.isEmpty {
             dir = d

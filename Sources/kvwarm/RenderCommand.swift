@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import KVWarm
 
 /// `kvwarm render NAME`: the exact prompt the server will see, and its warmable prefix.
@@ -50,10 +49,10 @@ struct RenderCommand: AsyncParsableCommand {
                 try await parts.builder.serverRendering(rendered, spec: spec)
             }
             let prefix = try WarmPromptBuilder.cut(full, exactlyOnce: snapshot.request != nil)
-            let shown = full.replacingOccurrences(of: WarmPromptBuilder.sentinel, with: "<{message}>")
+            let shown = full.replacing(WarmPromptBuilder.sentinel, with: "<{message}>")
             print(shown)
             let prefixTokens = try await parts.client.tokenize(prefix).count
-            let fullTokens = try await parts.client.tokenize(full.replacingOccurrences(of: WarmPromptBuilder.sentinel, with: "")).count
+            let fullTokens = try await parts.client.tokenize(full.replacing(WarmPromptBuilder.sentinel, with: "")).count
             let kind = snapshot.request == nil ? "\(spec.endpoint.rawValue), role \(spec.role.rawValue)" : "request template"
             printError("""
                 --

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import KVWarm
 
 /// `kvwarm status`: whether the daemon runs, each template's state and the backend's health.
@@ -54,7 +54,6 @@ struct StatusCommand: AsyncParsableCommand {
         var sections: [Section] = []
         for key in c.pipelines { sections.append(await Self.section(c, key, contact: !ready)) }
         if ready { try readiness(c, sections) }
-        let iso = ISO8601DateFormatter()
         let holder = InstanceLock.holder(directory: c.stateDir)
         let loader = SnapshotLoader(includeRoots: c.includeRoots, maxBytes: c.maxTemplateBytes)
         var states: [String: TemplateState] = [:]
@@ -75,9 +74,9 @@ struct StatusCommand: AsyncParsableCommand {
             for sec in sections {
                 let fp = sec.fp
                 backends.append([
-                    "name": sec.key.backend, "model": sec.key.model ?? NSNull(), "url": sec.view.backend.address.description,
-                    "healthy": sec.health == nil, "model_unloaded": sec.unloaded, "error": sec.health?.description ?? NSNull(),
-                    "fingerprint": fp?.digest ?? NSNull(), "build": fp?.build ?? NSNull(), "state_file": sec.store.path,
+                    "name": sec.key.backend, "model": sec.key.model ?? JSONNull(), "url": sec.view.backend.address.description,
+                    "healthy": sec.health == nil, "model_unloaded": sec.unloaded, "error": sec.health?.description ?? JSONNull(),
+                    "fingerprint": fp?.digest ?? JSONNull(), "build": fp?.build ?? JSONNull(), "state_file": sec.store.path,
                     "restore_ineffective": fp.map { sec.state.restoreIneffective.contains($0.digest) } ?? false,
                     "idle_slots_cleared": fp.map { (sec.state.idleSlotsCleared ?? []).contains($0.digest) } ?? false,
                 ] as [String: Any])
@@ -85,25 +84,25 @@ struct StatusCommand: AsyncParsableCommand {
                     let r = sec.state.templates[t.name]
                     let ts = states[t.name]!
                     var o: [String: Any] = ["name": t.name, "path": t.path, "endpoint": t.endpoint.rawValue,
-                                            "backend": t.backend, "model": t.model ?? NSNull(),
-                                            "state": ts.label, "problem": ts.problem ?? NSNull()]
+                                            "backend": t.backend, "model": t.model ?? JSONNull(),
+                                            "state": ts.label, "problem": ts.problem ?? JSONNull()]
                     if let r {
-                        o["digest"] = r.digest ?? NSNull()
-                        o["kv_file"] = r.kvFile ?? NSNull()
-                        o["prompt_tokens"] = r.promptTokens ?? NSNull()
-                        o["processed_tokens"] = r.processedTokens ?? NSNull()
-                        o["cached_tokens"] = r.cachedTokens ?? NSNull()
-                        o["mode"] = r.mode?.rawValue ?? NSNull()
-                        o["warm_ms"] = r.warmMS.map { Int($0.rounded()) } ?? NSNull()
-                        o["warmed_at"] = r.warmedAt.map { iso.string(from: $0) } ?? NSNull()
-                        o["last_error"] = r.lastError ?? NSNull()
+                        o["digest"] = r.digest ?? JSONNull()
+                        o["kv_file"] = r.kvFile ?? JSONNull()
+                        o["prompt_tokens"] = r.promptTokens ?? JSONNull()
+                        o["processed_tokens"] = r.processedTokens ?? JSONNull()
+                        o["cached_tokens"] = r.cachedTokens ?? JSONNull()
+                        o["mode"] = r.mode?.rawValue ?? JSONNull()
+                        o["warm_ms"] = r.warmMS.map { Int($0.rounded()) } ?? JSONNull()
+                        o["warmed_at"] = r.warmedAt.map { $0.formatted(.iso8601) } ?? JSONNull()
+                        o["last_error"] = r.lastError ?? JSONNull()
                         o["backend_match"] = fp.map { r.fingerprint == $0.digest ? "same" : "changed" } ?? "unknown"
                     }
                     templates.append(o)
                 }
             }
             var daemon: [String: Any] = ["running": holder != .none]
-            if case .process(let pid) = holder { daemon["pid"] = pid.map { Int($0) } ?? NSNull() }
+            if case .process(let pid) = holder { daemon["pid"] = pid.map { Int($0) } ?? JSONNull() }
             // the first pipeline's backend also at the top level, as before there were several
             let first = backends[0]
             let out: [String: Any] = [
@@ -117,7 +116,9 @@ struct StatusCommand: AsyncParsableCommand {
                 "keep_warm_restores_per_minute": c.keepWarm.restoresPerMinute,
                 "templates": templates,
             ]
-            let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            guard let data = AnyJSON.serialize(out, sortedKeys: true, pretty: true) else {
+                throw ValidationError("cannot encode the status as JSON")
+            }
             print(String(decoding: data, as: UTF8.self))
             if exit != 0 { throw ExitCode(exit) }
             return
@@ -155,7 +156,7 @@ struct StatusCommand: AsyncParsableCommand {
                 row.append(r?.promptTokens.map(String.init) ?? "-")
                 row.append(r?.cachedTokens.map(String.init) ?? "-")
                 row.append(r?.warmMS.map { String(Int($0)) } ?? "-")
-                row.append(r?.warmedAt.map { iso.string(from: $0) } ?? "never")
+                row.append(r?.warmedAt.map { $0.formatted(.iso8601) } ?? "never")
                 row.append(r?.kvFile ?? "-")
                 row.append(st.problem ?? "")
                 rows.append(row)
@@ -163,8 +164,8 @@ struct StatusCommand: AsyncParsableCommand {
         }
         let widths = (0..<rows[0].count).map { i in rows.map { $0[i].count }.max() ?? 0 }
         for row in rows {
-            print(zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces))
+            print(zip(row, widths).map { $0 + String(repeating: " ", count: max(0, $1 - $0.count)) }
+                .joined(separator: "  ").trimmingWhiteSpace())
         }
         if exit != 0 { throw ExitCode(exit) }
     }

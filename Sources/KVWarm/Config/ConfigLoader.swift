@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Reads and validates a kvwarm config file (or a bioproxy config.json).
 ///
@@ -14,12 +14,20 @@ public struct ConfigLoader: Sendable {
     /// instead of failing.
     public var keyOptional = false
 
-    public init(environment: [String: String] = ProcessInfo.processInfo.environment, keyOptional: Bool = false) {
+    public init(environment: [String: String] = ProcessEnvironment.current, keyOptional: Bool = false) {
         self.environment = environment
         self.keyOptional = keyOptional
     }
 
     /// The config path: `--config`, else `$KVWARM_CONFIG`, else /etc/kvwarm/config.json.
+    /// Control and format characters (Unicode categories Cc and Cf).
+    static func isControl(_ c: Unicode.Scalar) -> Bool {
+        switch c.properties.generalCategory {
+        case .control, .format: true
+        default: false
+        }
+    }
+
     public static func configPath(explicit: String?, environment: [String: String]) -> String {
         if let explicit, !explicit.isEmpty { return explicit }
         if let env = environment["KVWARM_CONFIG"], !env.isEmpty { return env }
@@ -31,8 +39,8 @@ public struct ConfigLoader: Sendable {
 
     /// Loads and validates the file at `path`.
     public func load(path: String) throws(ConfigError) -> KVWarmConfig {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            let reason = FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file"
+        guard let data = FileSystem.contents(path) else {
+            let reason = FileSystem.exists(path) ? "cannot read the file" : "no such file"
             throw ConfigError(file: path, message: reason)
         }
         return try parse(Array(data), path: path)
@@ -134,11 +142,10 @@ private final class Reader {
     }
 
     func existingDirectory(_ path: String, _ node: JSONNode, _ key: String) throws(ConfigError) {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+        guard FileSystem.exists(path) else {
             throw fail(key, node, "directory \(path) does not exist")
         }
-        guard isDir.boolValue else { throw fail(key, node, "\(path) is not a directory") }
+        guard FileSystem.isDirectory(path) else { throw fail(key, node, "\(path) is not a directory") }
     }
 
     func backendAddress(_ node: JSONNode, _ key: String) throws(ConfigError) -> BackendAddress {
@@ -275,7 +282,7 @@ private final class Reader {
             guard p.hasSuffix(".prom") else {
                 throw fail("metrics_file", n, "must end in .prom (node_exporter's textfile collector reads only those), got \"\(p)\"")
             }
-            try existingDirectory((p as NSString).deletingLastPathComponent, n, "metrics_file")
+            try existingDirectory(LexicalPath.parent(p), n, "metrics_file")
             config.metricsFile = p
         }
         return config
@@ -306,7 +313,7 @@ private final class Reader {
             }
             if usable {
                 let p = try absolutePath(JSONNode(value: .string(s), line: n.line), "\(key).api_key_file")
-                guard FileManager.default.isReadableFile(atPath: p) else {
+                guard FileSystem.isReadable(p) else {
                     throw fail("\(key).api_key_file", n, "cannot read \(p)")
                 }
                 apiKeyFile = p
@@ -317,7 +324,7 @@ private final class Reader {
             let p = try absolutePath(n, "\(key).slot_save_dir")
             // a directory that does not exist yet is the backend's to create (llama-server makes
             // its --slot-save-path at start): startup waits for it like for the backend
-            if FileManager.default.fileExists(atPath: p) { try existingDirectory(p, n, "\(key).slot_save_dir") }
+            if FileSystem.exists(p) { try existingDirectory(p, n, "\(key).slot_save_dir") }
             slotSaveDir = p
         }
         let timeout = try b["timeout_seconds"].map { n throws(ConfigError) in
@@ -338,7 +345,7 @@ private final class Reader {
     func defaultIncludeRoots(_ templates: [TemplateSpec]) -> [String] {
         var seen: [String] = []
         for t in templates {
-            let d = (t.path as NSString).deletingLastPathComponent
+            let d = LexicalPath.parent(t.path)
             if !seen.contains(d) { seen.append(d) }
         }
         return seen
@@ -357,7 +364,7 @@ private final class Reader {
             if stripAt, name.hasPrefix("@") { name.removeFirst() }
             let key = "templates.\(m.key)"
             guard !name.isEmpty else { throw fail(key, m.value, "template name is empty") }
-            guard name.unicodeScalars.allSatisfy({ !CharacterSet.controlCharacters.contains($0) }) else {
+            guard name.unicodeScalars.allSatisfy({ !ConfigLoader.isControl($0) }) else {
                 throw fail(key, m.value, "template name contains a control character (newline, tab, …)")
             }
             guard name.utf8.count <= 200 else { throw fail(key, m.value, "template name is longer than 200 bytes") }
@@ -393,7 +400,7 @@ private final class Reader {
                 if let mo = o["model"] {
                     let v = try string(mo, "\(key).model")
                     guard !v.isEmpty, v.utf8.count <= 200,
-                          v.unicodeScalars.allSatisfy({ !CharacterSet.controlCharacters.contains($0) }) else {
+                          v.unicodeScalars.allSatisfy({ !ConfigLoader.isControl($0) }) else {
                         throw fail("\(key).model", mo, "a router model name is 1 to 200 bytes without control characters")
                     }
                     spec.model = v
@@ -413,7 +420,7 @@ private final class Reader {
             if backends[spec.backend] == nil {
                 throw fail("\(key).backend", m.value, "missing: there is no top-level \"backend\", so each template names one of \(backends.keys.sorted().joined(separator: ", "))")
             }
-            let dir = (spec.path as NSString).deletingLastPathComponent
+            let dir = LexicalPath.parent(spec.path)
             try existingDirectory(dir, m.value, key)
             let fileName = SlotFileNaming.stem(template: name, model: spec.model)
             if let other = fileNames[fileName] {
@@ -448,8 +455,8 @@ private final class Reader {
         guard let prefixes = root["prefixes"] else { throw fail("prefixes", nil, "missing: no templates to warm") }
         // bioproxy resolves relative template paths against its working directory; kvwarm
         // has no meaningful one under systemd, so they resolve against the config's directory.
-        let absoluteFile = file.hasPrefix("/") ? file : FileManager.default.currentDirectoryPath + "/" + file
-        let base = (LexicalPath.normalize(absoluteFile) as NSString).deletingLastPathComponent
+        let absoluteFile = file.hasPrefix("/") ? file : FileSystem.currentDirectory + "/" + file
+        let base = LexicalPath.parent(LexicalPath.normalize(absoluteFile))
         let backend = KVWarmConfig.Backend(address: address, apiKeyFile: nil, slotSaveDir: nil,
                                            timeout: KVWarmConfig.Backend.defaultTimeout, kvTag: nil,
                                            checkInterval: KVWarmConfig.Backend.defaultCheckInterval,

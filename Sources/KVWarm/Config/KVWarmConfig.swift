@@ -1,4 +1,3 @@
-import Foundation
 
 /// The llama-server endpoint a template's real requests go to.
 public enum TemplateEndpoint: String, Sendable, Codable, CaseIterable {

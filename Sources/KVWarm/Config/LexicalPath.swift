@@ -37,6 +37,18 @@ public enum LexicalPath {
         return (dir.isEmpty ? "/" : dir, String(p[p.index(after: slash)...]))
     }
 
+    /// `path` without its last component, textually: trailing slashes are dropped first, the
+    /// parent of `/x` is `/`, and a path without a slash has the parent `""`.
+    public static func parent(_ path: String) -> String {
+        var p = Substring(path)
+        while p.count > 1, p.hasSuffix("/") { p.removeLast() }
+        guard let slash = p.lastIndex(of: "/") else { return "" }
+        if slash == p.startIndex { return "/" }
+        var d = p[..<slash]
+        while d.count > 1, d.hasSuffix("/") { d.removeLast() }
+        return String(d)
+    }
+
     /// `target` made absolute against `directory` (unless it already is), normalised.
     static func absolute(_ target: String, relativeTo directory: String) -> String {
         normalize(target.hasPrefix("/") ? target : directory + "/" + target)

@@ -1,4 +1,6 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import ServiceLifecycle
 
@@ -45,10 +47,10 @@ public struct KVWarmDaemon: Sendable {
     /// The API key from `backend.api_key_file`, trimmed of surrounding white space.
     public static func readAPIKey(_ config: KVWarmConfig) throws(ConfigError) -> String? {
         guard let path = config.backend.apiKeyFile else { return nil }
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = FileSystem.contents(path) else {
             throw ConfigError(file: config.sourcePath, key: "backend.api_key_file", message: "cannot read \(path)")
         }
-        let key = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let key = String(decoding: data, as: UTF8.self).trimmingWhiteSpace()
         guard !key.isEmpty else {
             throw ConfigError(file: config.sourcePath, key: "backend.api_key_file", message: "\(path) is empty")
         }

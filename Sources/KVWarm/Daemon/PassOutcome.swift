@@ -1,4 +1,3 @@
-import Foundation
 
 /// How one pass of a template ended.
 public enum PassResult: Sendable, Equatable {

@@ -1,4 +1,3 @@
-import Foundation
 import Logging
 import ServiceLifecycle
 
@@ -46,7 +45,7 @@ public struct StartupSequence: Service {
         while true {
             if let error = await client.health() {
                 lastReason = error
-            } else if let dir = config.backend.slotSaveDir, !FileManager.default.fileExists(atPath: dir) {
+            } else if let dir = config.backend.slotSaveDir, !FileSystem.exists(dir) {
                 lastReason = .slotDirectoryMissing(dir)
             } else {
                 lastReason = nil

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// One template through hash-compare → render → warm → persist.
 ///

@@ -1,4 +1,3 @@
-import Foundation
 import Logging
 
 /// Runs the warm queue of one backend: starts each ``TemplatePass``, logs its stage events

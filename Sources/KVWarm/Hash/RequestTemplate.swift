@@ -110,8 +110,10 @@ public struct RequestTemplate: Sendable, Equatable {
     public func body(message: String) -> String {
         var escaped = ""
         JSONText.appendEscaped(message, to: &escaped)
-        guard let r = body.range(of: Self.placeholder) else { return body }
-        return body.replacingCharacters(in: r, with: escaped)
+        guard let r = body.firstRange(of: Self.placeholder) else { return body }
+        var out = body
+        out.replaceSubrange(r, with: escaped)
+        return out
     }
 
     /// Parses and checks a body: a JSON object whose `messages` is a non-empty array of messages

@@ -1,4 +1,3 @@
-import Foundation
 import SystemPackage
 
 #if canImport(Glibc)
@@ -58,7 +57,7 @@ public struct SnapshotLoader: Sendable {
 
     /// Reads the includes `refs` of `spec`, each confined to the include roots.
     private func readIncludes(_ refs: [String], of spec: TemplateSpec) -> Result<[TemplateSnapshot.Include], TemplateProblem> {
-        let dir = (spec.path as NSString).deletingLastPathComponent
+        let dir = LexicalPath.parent(spec.path)
         var includes: [TemplateSnapshot.Include] = []
         for ref in refs {
             let lexical = ref.hasPrefix("/") ? ref : dir + "/" + ref
@@ -88,7 +87,7 @@ public struct SnapshotLoader: Sendable {
     public func dependencies(of spec: TemplateSpec) -> Set<String> {
         var paths: Set<String> = [spec.path]
         guard case .success(let text) = readText(spec.path) else { return paths }
-        let dir = (spec.path as NSString).deletingLastPathComponent
+        let dir = LexicalPath.parent(spec.path)
         let refs = spec.isRequest ? ((try? RequestTemplate.parse(text))?.includeReferences ?? Self.includeReferences(in: text))
                                   : Self.includeReferences(in: text)
         for ref in refs {

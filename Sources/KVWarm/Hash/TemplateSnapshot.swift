@@ -1,4 +1,3 @@
-import Foundation
 
 /// A template and every file it includes, read at one moment, with a digest of all inputs.
 ///

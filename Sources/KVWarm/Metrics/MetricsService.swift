@@ -1,9 +1,9 @@
+import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Foundation
 import Logging
 import ServiceLifecycle
 
@@ -62,7 +62,7 @@ public struct MetricsService: Service {
 
     /// Writes `text` to `path` through a temporary file and rename; the error text, or nil.
     static func writeAtomically(_ text: String, to path: String) -> String? {
-        let dir = (path as NSString).deletingLastPathComponent
+        let dir = LexicalPath.parent(path)
         let tmp = dir + "/.kvwarm-metrics.\(getpid()).tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return String(cString: strerror(errno)) }

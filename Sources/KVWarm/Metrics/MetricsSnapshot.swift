@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Everything one metrics file shows, gathered at one moment.
 public struct MetricsSnapshot: Sendable, Equatable {

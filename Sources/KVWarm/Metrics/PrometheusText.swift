@@ -1,4 +1,3 @@
-import Foundation
 
 /// Renders a ``MetricsSnapshot`` in the Prometheus text exposition format (version 0.0.4), as
 /// node_exporter's textfile collector reads it: `# HELP` and `# TYPE` once per family, one
@@ -55,6 +54,17 @@ public enum PrometheusText {
     /// Whole numbers without a fraction, others with up to millisecond precision.
     static func number(_ v: Double) -> String {
         if v == v.rounded(), abs(v) < 1e15 { return String(Int64(v)) }
-        return String(format: "%.3f", v)
+        return fixed3(v)
+    }
+
+    /// `v` with exactly three decimals, rounded half away from zero (what `%.3f` prints for the
+    /// values kvwarm exports).
+    static func fixed3(_ v: Double) -> String {
+        let scaled = (v * 1000).rounded()
+        guard v.isFinite, abs(scaled) < 9e15 else { return v.description }
+        let n = Int64(scaled)
+        let whole = String(abs(n) / 1000)
+        let frac = String(abs(n) % 1000)
+        return (n < 0 ? "-" : "") + whole + "." + String(repeating: "0", count: 3 - frac.count) + frac
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// How the daemon's last reload ended, in `state_dir/kvwarm.reload`, for `kvwarm reload`
@@ -29,19 +29,17 @@ public struct ReloadRecord: Sendable, Equatable, Codable {
 
     /// The record in `directory`, if there is a readable one.
     public static func read(directory: String) -> ReloadRecord? {
-        FileManager.default.contents(atPath: directory + "/" + fileName)
-            .flatMap { try? JSONDecoder().decode(ReloadRecord.self, from: $0) }
+        FileSystem.contents(directory + "/" + fileName)
+            .flatMap { try? JSONDecoder().decode(ReloadRecord.self, from: Data($0)) }
     }
 
     /// Leaves a request with a fresh token in `directory`; returns the token.
     public static func request(directory: String) throws -> String {
-        let token = UUID().uuidString.lowercased()
+        var rng = SystemRandomNumberGenerator()
+        let token = HexEncoding.lowercase((0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) })
         let dir = directory + "/" + requestsDirectory
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
-        guard FileManager.default.createFile(atPath: dir + "/" + token, contents: nil) else {
-            throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: dir + "/" + token])
-        }
+        try FileSystem.createDirectory(dir, intermediates: true, mode: 0o700)
+        try FileSystem.write([], to: dir + "/" + token, mode: 0o600)
         return token
     }
 }
@@ -57,8 +55,8 @@ public final class ReloadRecorder: Sendable {
     /// Removes and returns the pending request tokens.
     public func takeRequests() -> [String] {
         let dir = directory + "/" + ReloadRecord.requestsDirectory
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
-        for n in names { try? FileManager.default.removeItem(atPath: dir + "/" + n) }
+        let names = ((try? FileSystem.list(dir)) ?? []).sorted()
+        for n in names { try? FileSystem.remove(dir + "/" + n) }
         return names
     }
 
@@ -68,7 +66,7 @@ public final class ReloadRecorder: Sendable {
         guard let data = try? JSONEncoder().encode(ReloadRecord(generation: n, requests: requests, ok: ok, message: message))
         else { return }
         let tmp = directory + "/." + ReloadRecord.fileName + ".tmp"
-        guard FileManager.default.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o600]) else { return }
-        _ = rename(tmp, directory + "/" + ReloadRecord.fileName)
+        guard (try? FileSystem.write(Array(data), to: tmp, mode: 0o600)) != nil else { return }
+        try? FileSystem.move(tmp, to: directory + "/" + ReloadRecord.fileName)
     }
 }

@@ -1,4 +1,3 @@
-import Foundation
 
 #if canImport(Glibc)
 import Glibc
@@ -90,7 +89,7 @@ public struct SlotPersister: Sendable {
     /// Whether a KV file exists; nil when kvwarm cannot see the slot directory.
     public func exists(_ fileName: String) -> Bool? {
         guard let dir = slotSaveDir else { return nil }
-        return FileManager.default.fileExists(atPath: dir + "/" + fileName)
+        return FileSystem.exists(dir + "/" + fileName)
     }
 
     /// Removes a superseded KV file of kvwarm's naming.
@@ -105,7 +104,7 @@ public struct SlotPersister: Sendable {
     @discardableResult
     public func sweepOrphans(keep: Set<String>, stems: Set<String>) -> [String] {
         guard let dir = slotSaveDir,
-              let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+              let names = try? FileSystem.list(dir) else { return [] }
         let owned = stems
         var removed: [String] = []
         for name in names.sorted() {

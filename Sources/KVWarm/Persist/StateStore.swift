@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import SystemPackage
 
 #if canImport(Glibc)
@@ -31,22 +31,20 @@ public struct StateStore: Sendable {
 
     /// Creates the directory (0700) if needed and removes temporary files left by a crash.
     public func prepare() throws {
-        if !FileManager.default.fileExists(atPath: directory) {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
+        if !FileSystem.exists(directory) {
+            try FileSystem.createDirectory(directory, intermediates: true, mode: 0o700)
         }
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        where name.hasPrefix(tempPrefix) {
-            try? FileManager.default.removeItem(atPath: directory + "/" + name)
+        for name in (try? FileSystem.list(directory)) ?? [] where name.hasPrefix(tempPrefix) {
+            try? FileSystem.remove(directory + "/" + name)
         }
     }
 
     public func load() -> LoadResult {
-        guard let data = FileManager.default.contents(atPath: path) else { return .absent }
+        guard let data = FileSystem.contents(path) else { return .absent }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         do {
-            let state = try decoder.decode(WarmState.self, from: data)
+            let state = try decoder.decode(WarmState.self, from: Data(data))
             guard state.schemaVersion == WarmState.currentSchema else {
                 return .discarded(reason: "schema \(state.schemaVersion), expected \(WarmState.currentSchema)",
                                   movedTo: moveAside())
@@ -60,18 +58,17 @@ public struct StateStore: Sendable {
     /// The state file's content when it is readable and of the current schema; nil otherwise.
     /// Unlike ``load()`` it never moves the file.
     public func peek() -> WarmState? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        guard let data = FileSystem.contents(path) else { return nil }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
-        guard let state = try? decoder.decode(WarmState.self, from: data),
+        guard let state = try? decoder.decode(WarmState.self, from: Data(data)),
               state.schemaVersion == WarmState.currentSchema else { return nil }
         return state
     }
 
     private func moveAside() -> String? {
         let target = path + ".unreadable"
-        try? FileManager.default.removeItem(atPath: target)
-        return (try? FileManager.default.moveItem(atPath: path, toPath: target)) != nil ? target : nil
+        return (try? FileSystem.move(path, to: target)) != nil ? target : nil
     }
 
     /// Encodes `state` deterministically (sorted keys).

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// What kvwarm knows about one template's last warm; persisted in the state file.
 public struct WarmRecord: Sendable, Equatable, Codable {

@@ -1,4 +1,3 @@
-import Foundation
 
 /// What identifies the KV layout a llama-server instance produces.
 ///

@@ -1,5 +1,4 @@
 import CCurl
-import Foundation
 import Synchronization
 
 /// ``HTTPTransport`` over libcurl's easy interface, for TCP and unix sockets.

@@ -1,7 +1,7 @@
 import CCurl
 import Dispatch
-import Foundation
 import Synchronization
+import SystemPackage
 
 /// Long-lived threads that run ``CurlJob``s, each on its own reused curl easy handle.
 ///
@@ -50,11 +50,13 @@ final class CurlWorkerPool: Sendable {
         }
         let worker = CurlWorker(pool: self)
         let name = threadName
-        let thread = Thread {
-            ThreadNaming.nameCurrentThread(name)
-            worker.loop(first: CurlWorker.Assignment(job: job, done: done))
+        do throws(Errno) {
+            try OSThread.detach(name: name) {
+                worker.loop(first: CurlWorker.Assignment(job: job, done: done))
+            }
+        } catch {
+            done(.failure(.broken("cannot start a thread for the request: \(error)")))
         }
-        thread.start()
     }
 
     /// Offers `worker` for the next job; false when enough workers are parked already (it exits).

@@ -1,4 +1,3 @@
-import Foundation
 
 /// Typed calls to the llama-server HTTP API that kvwarm uses.
 public struct LlamaClient: Sendable {
@@ -64,7 +63,7 @@ public struct LlamaClient: Sendable {
 
     public func slots() async throws(BackendError) -> [SlotInfo] {
         let body = try await call("GET", "/slots")
-        guard let arr = try? JSONSerialization.jsonObject(with: Data(body)) as? [[String: Any]] else {
+        guard let arr = AnyJSON.parse(body) as? [[String: Any]] else {
             throw .malformed("GET /slots is not an array of objects")
         }
         return try arr.map { (o) throws(BackendError) in
@@ -112,7 +111,7 @@ public struct LlamaClient: Sendable {
         let cached = Self.int(t["cache_n"]) ?? 0
         return CompletionResult(slot: Self.int(o["id_slot"]) ?? slot, promptTokens: evaluated, cachedTokens: cached,
                                 processedTokens: Self.int(t["prompt_n"]) ?? max(0, evaluated - cached),
-                                promptMS: (t["prompt_ms"] as? Double) ?? 0)
+                                promptMS: AnyJSON.double(t["prompt_ms"]) ?? 0)
     }
 
     /// `POST /slots/{id}?action=save`.
@@ -134,23 +133,16 @@ public struct LlamaClient: Sendable {
     public func restoreSlot(_ slot: Int, fileName: String) async throws(BackendError) -> RestoreResult {
         let o = try object(await call("POST", "/slots/\(slot)?action=restore", json: ["filename": fileName]))
         guard let n = Self.int(o["n_restored"]) else { throw .malformed("restore without n_restored") }
-        let ms = ((o["timings"] as? [String: Any])?["restore_ms"] as? Double) ?? 0
+        let ms = AnyJSON.double((o["timings"] as? [String: Any])?["restore_ms"]) ?? 0
         return RestoreResult(restoredTokens: n, restoreMS: ms)
     }
 
     // MARK: - plumbing
 
-    static func int(_ v: Any?) -> Int? {
-        switch v {
-        case let i as Int: i
-        case let d as Double: Int(exactly: d)
-        case let n as NSNumber: n.intValue
-        default: nil
-        }
-    }
+    static func int(_ v: Any?) -> Int? { AnyJSON.int(v) }
 
     private func object(_ body: [UInt8]) throws(BackendError) -> [String: Any] {
-        guard let o = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
+        guard let o = AnyJSON.object(body) else {
             throw .malformed("response is not a JSON object")
         }
         return o
@@ -161,10 +153,8 @@ public struct LlamaClient: Sendable {
               timeout: Duration? = nil) async throws(BackendError) -> [UInt8] {
         var body: [UInt8]?
         if let json {
-            guard let d = try? JSONSerialization.data(withJSONObject: json) else {
-                throw .malformed("cannot encode request body")
-            }
-            body = Array(d)
+            guard let d = AnyJSON.serialize(json) else { throw .malformed("cannot encode request body") }
+            body = d
         }
         return try await call(method, path, raw: body, timeout: timeout)
     }
@@ -187,7 +177,7 @@ public struct LlamaClient: Sendable {
         switch response.status {
         case 200..<300: return response.body
         case 401: throw .unauthorized
-        case 503 where Self.errorMessage(response.body).localizedCaseInsensitiveContains("loading"): throw .loading
+        case 503 where Self.errorMessage(response.body).lowercased().contains("loading"): throw .loading
         case 501: throw .unsupported(Self.errorMessage(response.body))
         case 400 where Self.errorMessage(response.body) == "model is not loaded":
             throw .modelUnloaded(model ?? "?")
@@ -196,7 +186,7 @@ public struct LlamaClient: Sendable {
     }
 
     static func errorMessage(_ body: [UInt8]) -> String {
-        if let o = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+        if let o = AnyJSON.object(body),
            let e = o["error"] as? [String: Any], let m = e["message"] as? String {
             return String(m.prefix(300))
         }

@@ -1,4 +1,3 @@
-import Foundation
 
 /// Reads the router's `GET /models/sse` stream: `data: {json}` frames separated by blank lines,
 /// the event's name inside the JSON (`{"model":…, "event":…, "data":{"status":…}}`).
@@ -25,7 +24,7 @@ public struct RouterEventParser: Sendable {
             pending.removeFirst(end + 2)
             let data = frame.split(separator: "\n").filter { $0.hasPrefix("data:") }
                 .map { $0.dropFirst(5).drop(while: { $0 == " " }) }.joined(separator: "\n")
-            guard let o = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any],
+            guard let o = AnyJSON.object(Array(data.utf8)),
                   let model = o["model"] as? String, let event = o["event"] as? String else { continue }
             let status = (o["data"] as? [String: Any])?["status"] as? String
             out.append(Event(model: model, event: event, status: status))

@@ -1,4 +1,3 @@
-import Foundation
 
 /// Sends every request to one model of a llama-server router without ever loading it.
 ///
@@ -36,19 +35,30 @@ public struct RouterModelTransport: HTTPTransport {
         let space: Set<UInt8> = [0x20, 0x09, 0x0A, 0x0D]
         guard let open = body.firstIndex(where: { !space.contains($0) }), body[open] == UInt8(ascii: "{"),
               let close = body.lastIndex(where: { !space.contains($0) }), body[close] == UInt8(ascii: "}"),
-              close > open,
-              let name = try? JSONSerialization.data(withJSONObject: [model], options: [.fragmentsAllowed])
+              close > open
         else { return body }
-        // ["name"] encoded: the string literal is between the brackets
-        let literal = Array(name.dropFirst().dropLast())
+        let literal = Array(AnyJSON.quoted(model).utf8)
         let empty = body[(open + 1)..<close].allSatisfy { space.contains($0) }
         return Array(body[..<close]) + Array((empty ? "" : ",").utf8) + Array("\"model\":".utf8) + literal
             + Array(body[close...])
     }
 
+    /// `s` percent-encoded for a query value: every UTF-8 byte but ASCII letters, digits and `-._~`.
     static func queryEscaped(_ s: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return s.addingPercentEncoding(withAllowedCharacters: allowed) ?? s
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        for b in s.utf8 {
+            switch b {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                 UInt8(ascii: "~"):
+                out.append(b)
+            default:
+                out.append(UInt8(ascii: "%"))
+                out.append(hex[Int(b >> 4)])
+                out.append(hex[Int(b & 0xF)])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

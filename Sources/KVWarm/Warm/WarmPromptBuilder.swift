@@ -56,8 +56,8 @@ public struct WarmPromptBuilder: Sendable {
     /// The text of a server rendering before the sentinel; `exactlyOnce` also refuses a
     /// rendering that repeats it (a request template has one user turn).
     public static func cut(_ full: String, exactlyOnce: Bool) throws(Failure) -> String {
-        guard let r = full.range(of: sentinel) else { throw .sentinelLost }
-        if exactlyOnce, full.range(of: sentinel, range: r.upperBound..<full.endIndex) != nil { throw .sentinelLost }
+        guard let r = full.firstRange(of: sentinel) else { throw .sentinelLost }
+        if exactlyOnce, full[r.upperBound...].firstRange(of: sentinel) != nil { throw .sentinelLost }
         return String(full[..<r.lowerBound])
     }
 

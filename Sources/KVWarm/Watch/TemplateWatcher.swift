@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Foundation
+import Dispatch
 import Logging
 import Synchronization
 import SystemPackage
@@ -217,14 +217,18 @@ public final class TemplateWatcher: Sendable {
     /// Runs ``readLoop(fd:wake:)`` on a dedicated thread until it ends, then shuts down.
     private func readOnThread(fd: CInt, wake: WakePipe) async throws {
         try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
-            let thread = Thread { [self] in
-                // Foundation's Thread.name does not reach the kernel on Linux: name it here
-                ThreadNaming.nameCurrentThread("kvwarm-inotify")
-                let result = readLoop(fd: fd, wake: wake)
+            do throws(Errno) {
+                try OSThread.detach(name: "kvwarm-inotify") { [self] in
+                    let result = readLoop(fd: fd, wake: wake)
+                    shutdown()
+                    done.resume(with: result)
+                }
+            } catch {
+                let failure = TemplateWatcherError.systemCall("pthread_create", path: nil, error)
+                logErrors([failure])
                 shutdown()
-                done.resume(with: result)
+                done.resume(throwing: failure)
             }
-            thread.start()
         }
     }
 
