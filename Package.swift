@@ -41,6 +41,17 @@ let package = Package(
                 "KVWarm",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            linkerSettings: [
+                // lld (shipped with the toolchain) packs the ~90,000 relative relocations of a
+                // static-stdlib PIE into a RELR bitmap (2 MB of .rela.dyn becomes 9 KB, none of it
+                // read at startup), and the executable exports no symbols (the static stdlib's
+                // link file asks for -export-dynamic: 8,000 symbols nothing looks up).
+                // docs/benchmarks.md, "Where an idle kvwarm's memory goes", has the figures.
+                .unsafeFlags([
+                    "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+                    "-Xlinker", "--no-export-dynamic",
+                ]),
             ]
         ),
         .target(

@@ -31,7 +31,7 @@ import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAKE = os.path.join(REPO, "Tests", "Fixtures", "fake_llama_server.py")
-SECTIONS = ["reaction", "burst", "idle", "quiet", "scale", "server", "traffic"]
+SECTIONS = ["lean", "reaction", "burst", "idle", "quiet", "scale", "server", "traffic"]
 
 
 def log(msg):
@@ -373,6 +373,128 @@ def proc_sample(pid):
             "rss_anon_kib": int(st["RssAnon"].split()[0]), "rss_file_kib": int(st["RssFile"].split()[0]),
             "hwm_kib": int(st["VmHWM"].split()[0]), "threads": threads, "rchar": io["rchar"],
             "syscr": io["syscr"]}
+
+
+# --------------------------------------------------------------------------
+# 7. Lean: size, startup, idle cost of 200 templates (issue 17)
+# --------------------------------------------------------------------------
+
+def memory_of(pid):
+    """RSS, PSS, USS (private clean + dirty) and anonymous KiB from smaps_rollup."""
+    out = {}
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if v.strip().endswith("kB"):
+                out[k] = int(v.split()[0])
+    return {"rss_kib": out.get("Rss", 0), "pss_kib": out.get("Pss", 0),
+            "uss_kib": out.get("Private_Clean", 0) + out.get("Private_Dirty", 0),
+            "anon_kib": out.get("Anonymous", 0)}
+
+
+def thread_names(pid):
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                out[tid] = f.read().strip()
+        except OSError:
+            pass
+    return out
+
+
+def voluntary_switches(pid):
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        out[tid] = int(line.split()[1])
+        except OSError:
+            pass
+    return out
+
+
+def lean(args, work, binary):
+    """Binary size (as built and stripped), spawn -> READY with one template on the fake backend,
+    and an idle window with 200 templates at the default settings (check every 5 s, systemd's
+    watchdog at 60 s): CPU per thread from schedstat (threads that come and go included), wakeups,
+    RSS/PSS/USS and the resident KiB by mapping."""
+    res = {"size_bytes": os.path.getsize(binary)}
+    stripped = os.path.join(work, "stripped-kvwarm")
+    shutil.copyfile(binary, stripped)
+    subprocess.run(["strip", stripped], check=True)
+    res["stripped_bytes"] = os.path.getsize(stripped)
+    os.unlink(stripped)
+    res["ready_s"] = []
+    for i in range(args.runs):
+        d = tempfile.mkdtemp(prefix="lean-start-", dir=work)
+        tpl, slots, state = (os.path.join(d, x) for x in ("templates", "slots", "state"))
+        for x in (tpl, slots, state):
+            os.makedirs(x)
+        names = make_templates(tpl, 1, 300)
+        fake = Fake(slots)
+        cfg = os.path.join(d, "config.json")
+        write_config(cfg, fake.url, names, state, slots)
+        kv = KVWarm(binary, cfg, d)
+        try:
+            res["ready_s"].append(kv.wait_ready(120) - kv.t_spawn)
+        finally:
+            kv.stop()
+            fake.stop()
+    log("lean: %s bytes (%s stripped), spawn -> READY with one template %.3f s (median of %d)" % (
+        res["size_bytes"], res["stripped_bytes"], median(res["ready_s"]), len(res["ready_s"])))
+    d = tempfile.mkdtemp(prefix="lean-idle-", dir=work)
+    tpl, slots, state = (os.path.join(d, x) for x in ("templates", "slots", "state"))
+    for x in (tpl, slots, state):
+        os.makedirs(x)
+    names = make_templates(tpl, 200, 300)
+    fake = Fake(slots)
+    cfg = os.path.join(d, "config.json")
+    write_config(cfg, fake.url, names, state, slots)
+    kv = KVWarm(binary, cfg, d, env={"WATCHDOG_USEC": "60000000"})
+    res["windows"] = []
+    try:
+        kv.wait_ready(300)
+        time.sleep(10)
+        for w in range(args.lean_windows):
+            first = thread_cpu_ns(kv.pid)
+            last = dict(first)
+            sw_first = voluntary_switches(kv.pid)
+            sw_last = dict(sw_first)
+            names_seen = thread_names(kv.pid)
+            t0 = time.time()
+            while time.time() - t0 < args.idle_seconds:
+                time.sleep(0.1)
+                # a thread born during the window counts from zero
+                for tid, v in thread_cpu_ns(kv.pid).items():
+                    first.setdefault(tid, 0)
+                    last[tid] = v
+                for tid, v in voluntary_switches(kv.pid).items():
+                    sw_first.setdefault(tid, 0)
+                    sw_last[tid] = v
+                names_seen.update(thread_names(kv.pid))
+            secs = time.time() - t0
+            per = {}
+            for tid in last:
+                ms = (last[tid] - first.get(tid, 0)) / 1e6 * 60 / secs
+                name = names_seen.get(tid, "?")
+                per[name] = per.get(name, 0) + ms
+            mem = memory_of(kv.pid)
+            win = {"seconds": secs, "cpu_ms": sum(per.values()), "per_thread_ms": per,
+                   "wakeups": sum(sw_last[t] - sw_first[t] for t in sw_last) * 60 / secs,
+                   "threads_live": len(thread_names(kv.pid)), "threads_seen": len(names_seen),
+                   "smaps_top": smaps_by_file(kv.pid, top=12)}
+            win.update(mem)
+            res["windows"].append(win)
+            log("lean idle window %d: cpu %.2f ms/min, %.0f wakeups/min, rss %.1f MiB, pss %.1f, uss %.1f, %d threads seen" % (
+                w, win["cpu_ms"], win["wakeups"], mem["rss_kib"] / 1024.0, mem["pss_kib"] / 1024.0,
+                mem["uss_kib"] / 1024.0, win["threads_seen"]))
+    finally:
+        kv.stop()
+        fake.stop()
+    return res
 
 
 # --------------------------------------------------------------------------
@@ -891,6 +1013,74 @@ def fmt(x, d=1):
     return ("%%.%df" % d) % x
 
 
+def headline(r):
+    """The figures compared before and after: (label, value, digits)."""
+    out = []
+    x = r.get("lean")
+    if x:
+        ws = x["windows"]
+        out += [("binary size, as built (MB)", x["size_bytes"] / 1e6, 1),
+                ("binary size, stripped (MB)", x["stripped_bytes"] / 1e6, 1),
+                ("spawn -> READY, one template, fake backend (s, median)", median(x["ready_s"]), 3)]
+        if ws:
+            out += [("idle, 200 templates, defaults: CPU ms/min (median of windows)", median([w["cpu_ms"] for w in ws]), 2),
+                    ("idle, 200 templates: wakeups/min (median)", median([w["wakeups"] for w in ws]), 0),
+                    ("idle, 200 templates: RSS MiB (last window)", ws[-1]["rss_kib"] / 1024.0, 1),
+                    ("idle, 200 templates: PSS MiB", ws[-1]["pss_kib"] / 1024.0, 1),
+                    ("idle, 200 templates: USS MiB (private pages)", ws[-1]["uss_kib"] / 1024.0, 1),
+                    ("idle, 200 templates: anonymous MiB", ws[-1]["anon_kib"] / 1024.0, 1),
+                    ("idle, 200 templates: threads seen in a window", ws[-1]["threads_seen"], 0)]
+    if "reaction" in r and "150" in r["reaction"]:
+        for kind, v in r["reaction"]["150"].items():
+            out += [("reaction, debounce 150, %s: p50 ms" % kind, pct(v["warm_request_ms"], 50), 1),
+                    ("reaction, debounce 150, %s: p99 ms" % kind, pct(v["warm_request_ms"], 99), 1)]
+    if "burst" in r:
+        out.append(("burst: last write -> last warm request ms (median)",
+                    median([x["last_write_to_last_warm_ms"] for x in r["burst"]["runs"]]), 1))
+        o = r["burst"].get("startup_overhead_100")
+        if o:
+            out.append(("pipeline overhead per warm, startup of 100 templates (ms)", o["overhead_ms_per_warm"], 2))
+    d = (r.get("idle") or {}).get("defaults")
+    if d and d["windows"]:
+        out += [("idle, 1,000 templates, defaults: CPU ms/min (schedstat median)",
+                 median([w["cpu_ns_ms"] for w in d["windows"]]), 2),
+                ("idle, 1,000 templates: RSS MiB", d["windows"][-1]["rss_kib"] / 1024.0, 1)]
+    if "server" in r:
+        out.append(("llama-server restart: kvwarm restore start -> READY (s, median)", median(r["server"]["restore_s"]), 3))
+        out.append(("restore / raw restore + probe (median)", median(r["server"]["ratio_restore_over_raw"]), 2))
+    return out
+
+
+def lean_report(r):
+    L = ["### 7. Lean sidecar: size, startup, idle cost (release build, static Swift runtime)", ""]
+    after = dict((k, (v, d)) for k, v, d in headline(r))
+    before = dict((k, (v, d)) for k, v, d in headline(r.get("before", {})))
+    if before:
+        L.append("Before: `%s`; after: `%s`. Each section ran for both, back to back." % (r.get("before_binary"), r["binary"]))
+        L.append("")
+        L.append("| figure | before | after | after / before |")
+        L.append("|---|---|---|---|")
+        for k, (v, d) in after.items():
+            if k in before:
+                b = before[k][0]
+                L.append("| %s | %s | %s | %s |" % (k, fmt(b, d), fmt(v, d), fmt(v / b, 2) if b else "-"))
+    else:
+        L.append("| figure | value |")
+        L.append("|---|---|")
+        for k, (v, d) in after.items():
+            L.append("| %s | %s |" % (k, fmt(v, d)))
+    L.append("")
+    for label, res in (("before", r.get("before", {}).get("lean")), ("after", r.get("lean"))):
+        if res and res["windows"]:
+            w = res["windows"][-1]
+            L.append("CPU ms/min by thread (%s, last window): %s." % (label, ", ".join(
+                "%s %.2f" % (n, ms) for n, ms in sorted(w["per_thread_ms"].items(), key=lambda kv: -kv[1]) if ms >= 0.01)))
+            L.append("")
+            L.append("Resident KiB by mapping (%s): %s." % (label, ", ".join("%s %d" % (n, k) for n, k in w["smaps_top"])))
+            L.append("")
+    return L
+
+
 def report(r):
     L = []
     m = r["machine"]
@@ -1011,6 +1201,8 @@ def report(r):
                     label, fmt(o["overhead_ms_per_warm"], 2), fmt(o["overhead_ms_per_warm"], 2),
                     fmt(o["overhead_ms_per_warm_median"], 2), fmt(o["overhead_ms_per_warm_p99"], 2)))
         L.append("")
+    if "lean" in r or "before" in r:
+        L.extend(lean_report(r))
     if "traffic" in r:
         sys.path.insert(0, os.path.join(REPO, "Tests", "Benchmarks"))
         import traffic
@@ -1032,6 +1224,9 @@ def main():
     ap.add_argument("--only", default=",".join(SECTIONS))
     ap.add_argument("--baseline-binary", help="kvwarm before issue 14, for the traffic section")
     ap.add_argument("--traffic-rounds", type=int, default=5)
+    ap.add_argument("--before-binary", help="an earlier kvwarm: every section but traffic runs for it too, "
+                    "back to back with this one, and the report sets the two side by side")
+    ap.add_argument("--lean-windows", type=int, default=3, help="idle windows of the lean section")
     ap.add_argument("--out", default="/tmp/kvwarm-bench/results.json")
     ap.add_argument("--report-only", metavar="JSON", help="print the report of an earlier run's results file")
     ap.add_argument("--merge", metavar="JSON", action="append", default=[],
@@ -1049,38 +1244,47 @@ def main():
         return
     only = args.only.split(",")
     binary = os.path.abspath(args.binary)
+    before = os.path.abspath(args.before_binary) if args.before_binary else None
     work = tempfile.mkdtemp(prefix="kvwarm-bench-")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    r = {"machine": machine(), "binary": binary, "build": args.build, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    r = {"machine": machine(), "binary": binary, "before_binary": before, "build": args.build, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
          "args": vars(args)}
 
     def save():
         with open(args.out, "w") as f:
             json.dump(r, f, indent=1)
 
-    try:
-        if "reaction" in only:
-            r["reaction"] = {}
+    def run_section(name, binary, dest):
+        if name == "lean":
+            dest["lean"] = lean(args, work, binary)
+        elif name == "reaction":
+            dest["reaction"] = {}
             for deb in (150, 0):
-                r["reaction"][str(deb)] = reaction(args, work, binary, deb)
+                dest["reaction"][str(deb)] = reaction(args, work, binary, deb)
+        elif name == "burst":
+            dest["burst"] = burst(args, work, binary)
+        elif name == "idle":
+            dest.setdefault("idle", {})["defaults"] = idle(args, work, binary, True, 5, args.idle_windows)
+        elif name == "quiet":
+            dest.setdefault("idle", {})["no watchdog, check 3600 s"] = idle(args, work, binary, False, 3600, args.idle_windows)
+        elif name == "scale":
+            dest["scale"] = scale(args, work, binary)
+        elif name == "server":
+            dest["server"] = server_section(args, work, binary)
+        elif name == "traffic":
+            dest["traffic"] = traffic_section(args, binary)
+
+    try:
+        for name in SECTIONS:
+            if name not in only:
+                continue
+            # before and after run back to back, section by section, so both see the same machine
+            if before and name != "traffic":
+                log("== %s: before (%s)" % (name, before))
+                run_section(name, before, r.setdefault("before", {}))
                 save()
-        if "burst" in only:
-            r["burst"] = burst(args, work, binary)
-            save()
-        if "idle" in only:
-            r.setdefault("idle", {})["defaults"] = idle(args, work, binary, True, 5, args.idle_windows)
-            save()
-        if "quiet" in only:
-            r.setdefault("idle", {})["no watchdog, check 3600 s"] = idle(args, work, binary, False, 3600, args.idle_windows)
-            save()
-        if "scale" in only:
-            r["scale"] = scale(args, work, binary)
-            save()
-        if "server" in only:
-            r["server"] = server_section(args, work, binary)
-            save()
-        if "traffic" in only:
-            r["traffic"] = traffic_section(args, binary)
+                log("== %s: after (%s)" % (name, binary))
+            run_section(name, binary, r)
             save()
     finally:
         r["loadavg_end"] = open("/proc/loadavg").read().split()[:3]

@@ -8,8 +8,8 @@ public struct JSONNull: Sendable, Equatable {
 /// `true`/`false` `Bool`, `null` ``JSONNull``, numbers `Int` when written without fraction or
 /// exponent and in range, `Double` otherwise.
 ///
-/// Parsing goes through ``JSONDocumentParser`` (strict RFC 8259); for a repeated key the last
-/// one wins.
+/// Parsing goes through ``JSONDocumentParser`` (strict RFC 8259): a repeated key in an object
+/// makes the document invalid, as does nesting deeper than 64 levels.
 public enum AnyJSON {
     /// The value of the document `bytes`, or nil when they are not JSON.
     public static func parse(_ bytes: [UInt8]) -> Any? {

@@ -108,12 +108,12 @@ public actor WarmCoordinator {
     /// The templates keeping warm may restore: a KV file saved on the current backend, restores
     /// that take there, no open problem.
     public func keepWarmCandidates() async -> [KeepWarmPlanner.Candidate] {
-        guard let fp = await identity.fingerprint, !(await identity.restoreIneffective.contains(fp.digest)) else {
-            return []
-        }
+        // the digest is a SHA-256: once per call, not once per template
+        guard let digest = await identity.fingerprint?.digest, !(await identity.restoreIneffective.contains(digest))
+        else { return [] }
         let state = writer.state
         let candidates = parts.config.templates.compactMap { t -> KeepWarmPlanner.Candidate? in
-            guard problems[t.name] == nil, let r = state.templates[t.name], r.fingerprint == fp.digest,
+            guard problems[t.name] == nil, let r = state.templates[t.name], r.fingerprint == digest,
                   let file = r.kvFile, let n = r.promptTokens, n > 0 else { return nil }
             return KeepWarmPlanner.Candidate(name: t.name, kvFile: file, tokens: n)
         }

@@ -53,7 +53,7 @@ enum FileSystem {
         if isDirectory(path) { return }
         if intermediates {
             let parent = LexicalPath.parent(path)
-            if !parent.isEmpty, parent != path, !isDirectory(parent) {
+            if !parent.isEmpty, parent != path, !exists(parent) {
                 try createDirectory(parent, intermediates: true, mode: mode)
             }
         }
