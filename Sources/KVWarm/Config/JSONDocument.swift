@@ -159,7 +159,20 @@ public struct JSONDocumentParser {
 
     private mutating func parseString() throws(JSONSyntaxError) -> String {
         index += 1  // opening quote
-        var out: [UInt8] = []
+        // most strings have no escape: take them in one slice
+        let start = index
+        while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\"),
+              bytes[index] >= 0x20 {
+            index += 1
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
+            index += 1
+            guard let s = String(validating: bytes[start..<(index - 1)], as: UTF8.self) else {
+                throw error("string is not valid UTF-8")
+            }
+            return s
+        }
+        var out = Array(bytes[start..<index])
         while true {
             guard index < bytes.count else { throw error("unterminated string") }
             let c = bytes[index]
@@ -239,7 +252,8 @@ public struct JSONDocumentParser {
     private mutating func parseObject(depth: Int) throws(JSONSyntaxError) -> JSONValue {
         index += 1
         var members: [(key: String, value: JSONNode)] = []
-        var keys: Set<String> = []
+        // duplicates: a linear look while the object is small, a set once it is not
+        var keys: Set<String>?
         skipSpace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
         while true {
@@ -249,7 +263,14 @@ public struct JSONDocumentParser {
             }
             let keyLine = line
             let key = try parseString()
-            if !keys.insert(key).inserted {
+            let duplicate: Bool
+            if members.count < 16 {
+                duplicate = members.contains { $0.key == key }
+            } else {
+                if keys == nil { keys = Set(members.map(\.key)) }
+                duplicate = !keys!.insert(key).inserted
+            }
+            if duplicate {
                 throw JSONSyntaxError(message: "duplicate key \"\(key)\"", line: keyLine, column: 1)
             }
             skipSpace()

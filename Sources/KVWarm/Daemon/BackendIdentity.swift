@@ -9,7 +9,9 @@ import Logging
 /// ``StateWriter``. One instance serves one backend: a daemon with several backends
 /// creates one per backend.
 public actor BackendIdentity {
-    private var current: BackendFingerprint?
+    private var current: BackendFingerprint? { didSet { currentDigest = current?.digest } }
+    /// `current`'s digest, hashed once per fingerprint read (every check asks for it).
+    private var currentDigest: String?
     /// The last fingerprint recorded in the state file, compared with the first one read.
     private var recorded: BackendFingerprint?
     public private(set) var restoreIneffective: Set<String>
@@ -30,6 +32,9 @@ public actor BackendIdentity {
 
     /// The fingerprint believed current; nil until one is read, and after the backend went away.
     public var fingerprint: BackendFingerprint? { current }
+
+    /// The digest of ``fingerprint``.
+    public var fingerprintDigest: String? { currentDigest }
 
     /// Records a fingerprint read from the server; true when its digest differs from the last
     /// one known (in memory or in the state file). A change is logged with the fields that changed.
@@ -85,8 +90,8 @@ public actor BackendIdentity {
 
     /// Whether the current backend was seen clearing idle slots.
     public var clearsIdleSlots: Bool {
-        guard let fp = current else { return false }
-        return (writer.state.idleSlotsCleared ?? []).contains(fp.digest)
+        guard let digest = currentDigest else { return false }
+        return (writer.state.idleSlotsCleared ?? []).contains(digest)
     }
 
     /// Applies what a pass found: a fingerprint it read, an ineffective restore, and, after a

@@ -108,14 +108,17 @@ public actor WarmCoordinator {
     /// The templates keeping warm may restore: a KV file saved on the current backend, restores
     /// that take there, no open problem.
     public func keepWarmCandidates() async -> [KeepWarmPlanner.Candidate] {
-        // the digest is a SHA-256: once per call, not once per template
-        guard let digest = await identity.fingerprint?.digest, !(await identity.restoreIneffective.contains(digest))
+        guard let digest = await identity.fingerprintDigest, !(await identity.restoreIneffective.contains(digest))
         else { return [] }
         let state = writer.state
-        let candidates = parts.config.templates.compactMap { t -> KeepWarmPlanner.Candidate? in
-            guard problems[t.name] == nil, let r = state.templates[t.name], r.fingerprint == digest,
-                  let file = r.kvFile, let n = r.promptTokens, n > 0 else { return nil }
-            return KeepWarmPlanner.Candidate(name: t.name, kvFile: file, tokens: n)
+        let templates = parts.config.templates
+        var candidates: [KeepWarmPlanner.Candidate] = []
+        // by index: this runs on every check, and copying each TemplateSpec costs more than the lookups
+        for i in templates.indices {
+            let name = templates[i].name
+            guard problems[name] == nil, let r = state.templates[name], r.fingerprint == digest,
+                  let file = r.kvFile, let n = r.promptTokens, n > 0 else { continue }
+            candidates.append(KeepWarmPlanner.Candidate(name: name, kvFile: file, tokens: n))
         }
         return candidates
     }
