@@ -345,6 +345,19 @@ def thread_cpu_ns(pid):
     return out
 
 
+def voluntary_switches(pid):
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        out[tid] = int(line.split()[1])
+        except OSError:
+            pass
+    return out
+
+
 def proc_sample(pid):
     """CPU ticks (whole process), VmRSS/VmHWM KiB, voluntary ctx switches per live thread, rchar."""
     with open("/proc/%d/stat" % pid) as f:
@@ -355,15 +368,7 @@ def proc_sample(pid):
         for line in f:
             k, _, v = line.partition(":")
             st[k] = v.strip()
-    threads = {}
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
-                for line in f:
-                    if line.startswith("voluntary_ctxt_switches"):
-                        threads[tid] = int(line.split()[1])
-        except OSError:
-            pass
+    threads = voluntary_switches(pid)
     io = {}
     with open("/proc/%d/io" % pid) as f:
         for line in f:
@@ -398,19 +403,6 @@ def thread_names(pid):
         try:
             with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
                 out[tid] = f.read().strip()
-        except OSError:
-            pass
-    return out
-
-
-def voluntary_switches(pid):
-    out = {}
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
-                for line in f:
-                    if line.startswith("voluntary_ctxt_switches"):
-                        out[tid] = int(line.split()[1])
         except OSError:
             pass
     return out
@@ -719,18 +711,11 @@ def idle(args, work, binary, watchdog, check_interval, windows):
                     else:
                         ns_seen[tid] = [0, v]
                 try:
-                    for tid in os.listdir("/proc/%d/task" % kv.pid):
-                        try:
-                            with open("/proc/%d/task/%s/status" % (kv.pid, tid)) as f:
-                                for line in f:
-                                    if line.startswith("voluntary_ctxt_switches"):
-                                        v = int(line.split()[1])
-                                        if tid in seen:
-                                            seen[tid][1] = v
-                                        else:
-                                            seen[tid] = [0, v]
-                        except OSError:
-                            pass
+                    for tid, v in voluntary_switches(kv.pid).items():
+                        if tid in seen:
+                            seen[tid][1] = v
+                        else:
+                            seen[tid] = [0, v]
                 except OSError:
                     pass
             b = proc_sample(kv.pid)
