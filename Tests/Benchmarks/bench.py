@@ -294,6 +294,26 @@ def write_config(path, backend, templates, state_dir, slot_dir, debounce_ms=150,
         json.dump(cfg, f, indent=1)
 
 
+
+def workdirs(work, prefix):
+    """A fresh directory under `work` with templates/, slots/ and state/; returns the four paths."""
+    d = tempfile.mkdtemp(prefix=prefix, dir=work)
+    tpl, slots, state = (os.path.join(d, x) for x in ("templates", "slots", "state"))
+    for x in (tpl, slots, state):
+        os.makedirs(x)
+    return d, tpl, slots, state
+
+
+def fake_setup(work, prefix, n_templates, **config):
+    """`n_templates` generated templates, a fake backend and a config for them; returns
+    (directory, fake, config path)."""
+    d, tpl, slots, state = workdirs(work, prefix)
+    names = make_templates(tpl, n_templates, 300)
+    fake = Fake(slots)
+    cfg = os.path.join(d, "config.json")
+    write_config(cfg, fake.url, names, state, slots, **config)
+    return d, fake, cfg
+
 WORDS = ("review check every function for correctness error handling naming tests security performance "
          "document the reason when a change is risky compare against the specification and list each "
          "finding with its line number severity and a concrete suggestion keep answers short precise").split()
@@ -421,14 +441,7 @@ def lean(args, work, binary):
     os.unlink(stripped)
     res["ready_s"] = []
     for i in range(args.runs):
-        d = tempfile.mkdtemp(prefix="lean-start-", dir=work)
-        tpl, slots, state = (os.path.join(d, x) for x in ("templates", "slots", "state"))
-        for x in (tpl, slots, state):
-            os.makedirs(x)
-        names = make_templates(tpl, 1, 300)
-        fake = Fake(slots)
-        cfg = os.path.join(d, "config.json")
-        write_config(cfg, fake.url, names, state, slots)
+        d, fake, cfg = fake_setup(work, "lean-start-", 1)
         kv = KVWarm(binary, cfg, d)
         try:
             res["ready_s"].append(kv.wait_ready(120) - kv.t_spawn)
@@ -437,14 +450,7 @@ def lean(args, work, binary):
             fake.stop()
     log("lean: %s bytes (%s stripped), spawn -> READY with one template %.3f s (median of %d)" % (
         res["size_bytes"], res["stripped_bytes"], median(res["ready_s"]), len(res["ready_s"])))
-    d = tempfile.mkdtemp(prefix="lean-idle-", dir=work)
-    tpl, slots, state = (os.path.join(d, x) for x in ("templates", "slots", "state"))
-    for x in (tpl, slots, state):
-        os.makedirs(x)
-    names = make_templates(tpl, 200, 300)
-    fake = Fake(slots)
-    cfg = os.path.join(d, "config.json")
-    write_config(cfg, fake.url, names, state, slots)
+    d, fake, cfg = fake_setup(work, "lean-idle-", 200)
     kv = KVWarm(binary, cfg, d, env={"WATCHDOG_USEC": "60000000"})
     res["windows"] = []
     try:
@@ -494,10 +500,7 @@ def lean(args, work, binary):
 # --------------------------------------------------------------------------
 
 def reaction(args, work, binary, debounce):
-    d = tempfile.mkdtemp(prefix="react-", dir=work)
-    tpl, slots, state = (os.path.join(d, x) for x in ("templates", "slots", "state"))
-    for x in (tpl, slots, state):
-        os.makedirs(x)
+    d, tpl, slots, state = workdirs(work, "react-")
     path = os.path.join(tpl, "t.txt")
     body = text_of(300, 1)
     with open(path, "w") as f:
@@ -562,10 +565,7 @@ def reaction(args, work, binary, debounce):
 # --------------------------------------------------------------------------
 
 def burst(args, work, binary):
-    d = tempfile.mkdtemp(prefix="burst-", dir=work)
-    tpl, slots, state = (os.path.join(d, x) for x in ("templates", "slots", "state"))
-    for x in (tpl, slots, state):
-        os.makedirs(x)
+    d, tpl, slots, state = workdirs(work, "burst-")
     names = {"b%03d" % i: os.path.join(tpl, "b%03d.txt" % i) for i in range(100)}
     body = text_of(200, 2)
     for n, p in names.items():
@@ -674,14 +674,7 @@ def make_templates(tpl, n, words, prefix="t"):
 
 
 def idle(args, work, binary, watchdog, check_interval, windows):
-    d = tempfile.mkdtemp(prefix="idle-", dir=work)
-    tpl, slots, state = (os.path.join(d, x) for x in ("templates", "slots", "state"))
-    for x in (tpl, slots, state):
-        os.makedirs(x)
-    names = make_templates(tpl, 1000, 300)
-    fake = Fake(slots)
-    cfg = os.path.join(d, "config.json")
-    write_config(cfg, fake.url, names, state, slots, check_interval=check_interval)
+    d, fake, cfg = fake_setup(work, "idle-", 1000, check_interval=check_interval)
     env = {"WATCHDOG_USEC": "60000000"} if watchdog else {}
     kv = KVWarm(binary, cfg, d, env=env)
     res = {"watchdog_usec": 60000000 if watchdog else None, "check_interval_s": check_interval, "windows": []}
@@ -754,10 +747,7 @@ def idle(args, work, binary, watchdog, check_interval, windows):
 
 
 def scale(args, work, binary):
-    d = tempfile.mkdtemp(prefix="scale-", dir=work)
-    tpl, slots, state = (os.path.join(d, x) for x in ("templates", "slots", "state"))
-    for x in (tpl, slots, state):
-        os.makedirs(x)
+    d, tpl, slots, state = workdirs(work, "scale-")
     names = make_templates(tpl, 10000, 300)
     total_bytes = sum(os.path.getsize(p) for p in names.values())
     fake = Fake(slots)
@@ -800,10 +790,7 @@ def scale(args, work, binary):
 def server_section(args, work, binary):
     server = os.environ.get("LLAMA_SERVER", os.path.expanduser("~/.cache/kvwarm-test/bin/llama-server"))
     model = os.environ.get("KVWARM_TEST_MODEL", os.path.expanduser("~/.cache/kvwarm-test/models/gemma-3-270m-q4_k_m.gguf"))
-    d = tempfile.mkdtemp(prefix="server-", dir=work)
-    tpl, slots, state = (os.path.join(d, x) for x in ("templates", "slots", "state"))
-    for x in (tpl, slots, state):
-        os.makedirs(x)
+    d, tpl, slots, state = workdirs(work, "server-")
     llog = os.path.join(d, "llama-server.log")
     start = lambda: Llama(server, model, slots, args.ctx, llog)
 

@@ -1,8 +1,8 @@
 /// A parsed JSON value that remembers the line it started on.
 ///
 /// The config loader needs line numbers for syntax errors and for "wrong type"
-/// errors, and must see duplicate and unknown keys; Foundation's parser gives
-/// neither, so config files go through this small strict parser.
+/// errors, and must see duplicate and unknown keys, so config files go through this
+/// small strict parser; ``AnyJSON`` reads every other JSON kvwarm receives with it.
 public indirect enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)

@@ -3,8 +3,8 @@ import Glibc
 #endif
 
 /// Names the calling thread as the kernel sees it (`/proc/<pid>/task/<tid>/comm`, `top -H`,
-/// `ps -L`). Foundation's `Thread.name` does not reach the kernel on Linux, so kvwarm's own
-/// threads ("kvwarm-inotify", "kvwarm-curl") name themselves when they start.
+/// `ps -L`). ``OSThread`` calls it first thing on each of kvwarm's own threads
+/// ("kvwarm-inotify", "kvwarm-curl").
 enum ThreadNaming {
     /// At most 15 bytes count; a longer name is cut.
     static func nameCurrentThread(_ name: String) {

@@ -30,8 +30,6 @@ enum FileProbe {
 
     /// The real path of `path` if it is (or resolves to) a directory.
     static func realDirectory(_ path: String) -> String? {
-        var st = stat()
-        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return nil }
-        return realpath(path)
+        FileSystem.isDirectory(path) ? realpath(path) : nil
     }
 }
